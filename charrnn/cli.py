@@ -1,0 +1,252 @@
+"""The `charrnn` command: a thin click layer over the library; our errors become one-liners."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.config import DEFAULT_CONFIG, load_config, with_overrides
+from charrnn.corpus import build_corpus, read_text
+from charrnn.errors import CharRNNError
+from charrnn.evaluate import evaluate_text
+from charrnn.gradcheck import TOLERANCE, run_gradcheck
+from charrnn.sample import sample_names, sample_text
+from charrnn.train import TrainingInterrupted
+from charrnn.train import train as train_model
+
+
+def _utf8_stdout() -> None:
+    """Samples are UTF-8 whatever the terminal's locale says."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(encoding="utf-8", errors="replace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that cannot switch
+                pass
+
+
+def friendly_errors(command):
+    """Turn CharRNNError into click's one-line 'Error: ...' and exit status 1."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CharRNNError as error:
+            raise click.ClickException(str(error)) from None
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="charrnn")
+def main():
+    """charrnn: train, sample and check a character-level vanilla RNN on NumPy."""
+    _utf8_stdout()
+
+
+def _default_checkpoint() -> Path:
+    try:
+        return Path(load_config(DEFAULT_CONFIG).training.out)
+    except CharRNNError:
+        return Path("checkpoints/names.npz")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help=f"YAML config [default: {DEFAULT_CONFIG}]")
+@click.option("--corpus", help="text file to train on (data.corpus)")
+@click.option("--out", help="checkpoint to write (training.out); the best is *.best.npz")
+@click.option("--steps", type=int, help="the step count the run ends at (training.steps)")
+@click.option("--seed", type=int, help="random seed (training.seed)")
+@click.option("--resume", type=click.Path(dir_okay=False),
+              help="continue a checkpoint's run (writes back to it unless --out is given)")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="start from a checkpoint's weights and vocabulary on a (new) corpus")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a config key, e.g. --set training.lr=0.05 (repeatable)")
+@click.option("--encoding", help="corpus text encoding (data.encoding), e.g. latin-1")
+@click.option("--progress/--no-progress", default=None,
+              help="show the progress bar [default: only on a terminal]")
+@friendly_errors
+def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, encoding,
+          progress):
+    """Train a model (with no options: configs/names.yaml)."""
+    if resume and init_from:
+        raise click.UsageError("--resume and --init-from exclude each other: --resume continues "
+                               "a run, --init-from starts a new one from its weights")
+    flags = {"data.corpus": corpus, "training.out": out or (resume if resume and not
+                                                            config_path else None),
+             "training.steps": steps, "training.seed": seed, "data.encoding": encoding}
+    settings = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    if resume and not config_path:
+        config = _resumed_config(resume, [*settings, *overrides])
+    else:
+        config = load_config(config_path, [*settings, *overrides])
+    try:
+        result = train_model(config, resume=resume, init_from=init_from, progress=progress,
+                             report=lambda kind, text: click.echo(text, err=True))
+    except TrainingInterrupted as stop:
+        click.echo(f"interrupted at step {stop.step}; saved {stop.path}. Resume with: "
+                   f"charrnn train --resume {stop.path}", err=True)
+        sys.exit(stop.exit_code)
+    best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
+    click.echo(f"step {result.step}: best val {best} nats/char; {result.chars_per_second:,.0f} "
+               f"chars/s over {result.seconds:.1f} s; saved {result.out}", err=True)
+
+
+def _resumed_config(resume: str, overrides: list[str]):
+    """The checkpoint's own config, with the command line's changes validated on top."""
+    return with_overrides(load_checkpoint(resume).config, overrides, f"--resume {resume}")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="model to sample [default: the default config's training.out]")
+@click.option("--num", type=click.IntRange(min=1), help="names to print, one a line "
+              "[default: 20 for lines-mode models]")
+@click.option("--length", type=click.IntRange(min=0), help="new characters of free text "
+              "after the prime [default: 500 for stream-mode models]")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="> 0; below 1 is more conservative, above 1 more surprising")
+@click.option("--top-k", type=click.IntRange(min=1), help="sample only among the k likeliest")
+@click.option("--greedy", is_flag=True, help="always take the likeliest character")
+@click.option("--prime", default="", help="text to start from (names: their first letters)")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed")
+@click.option("--novel", is_flag=True, help="print only names that are not in the training "
+              "corpus")
+@click.option("--max-length", type=click.IntRange(min=1), default=100, show_default=True,
+              help="longest name to generate")
+@click.option("--output", type=click.Path(dir_okay=False), help="write to this file (UTF-8)")
+@friendly_errors
+def sample(checkpoint, num, length, temperature, top_k, greedy, prime, seed, novel, max_length,
+           output):
+    """Generate names (--num) or free text (--length) from a checkpoint."""
+    if num is not None and length is not None:
+        raise click.UsageError("--num and --length exclude each other: --num N prints N names, "
+                               "--length N prints N characters of text")
+    if temperature <= 0:
+        raise click.BadParameter(f"must be > 0, got {temperature}", param_hint="--temperature")
+    path = Path(checkpoint) if checkpoint else _default_checkpoint()
+    saved = load_checkpoint(path)
+    rng = np.random.default_rng(seed)
+    mode = saved.config.data.mode
+    activation = saved.config.model.activation
+    options = dict(activation=activation, temperature=temperature, top_k=top_k, greedy=greedy,
+                   prime=prime)
+    if length is None and (num is not None or mode == "lines"):
+        names = _names(saved, num or 20, rng, novel, max_length, options)
+        text = "\n".join(names) + "\n"
+    else:
+        text = sample_text(saved.params, saved.vocab, 500 if length is None else length, rng,
+                           reset_at_boundary=mode == "lines", **options) + "\n"
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise CharRNNError(f"cannot write {output}: {error.strerror}") from None
+    else:
+        sys.stdout.write(text)
+
+
+def _training_lines(saved) -> set[str] | None:
+    data = saved.config.data
+    try:
+        text = read_text(data.corpus, data.encoding, data.errors)
+    except CharRNNError:
+        return None
+    corpus = build_corpus(text, "lines", 0.0, 0, saved.vocab)
+    return set(corpus.train.lines(saved.vocab))
+
+
+def _names(saved, num, rng, novel, max_length, options) -> list[str]:
+    known = _training_lines(saved)
+    if novel and known is None:
+        raise CharRNNError(f"--novel needs the training corpus {saved.config.data.corpus}, which "
+                           f"cannot be read; run from the directory you trained in")
+    names: list[str] = []
+    drawn = 0
+    for _ in range(50):
+        batch = sample_names(saved.params, saved.vocab, num, rng, max_length=max_length,
+                             **options)
+        drawn += len(batch)
+        names += [name for name in batch if not (novel and name in known)]
+        if len(names) >= num:
+            break
+    names = names[:num]
+    if known is not None:
+        new = sum(name not in known for name in names)
+        click.echo(f"{len(names)} names: {new} new, {len(names) - new} in the training corpus"
+                   + (f" ({drawn} drawn)" if novel else ""), err=True)
+    return names
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="use this config's model settings and vocabulary size")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="check the gradient at this checkpoint's weights (in float64)")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed")
+@friendly_errors
+def gradcheck(config_path, checkpoint, seed):
+    """Compare every analytic gradient with centred finite differences, in float64."""
+    if config_path and checkpoint:
+        raise click.UsageError("give --config or --checkpoint, not both")
+    params = None
+    activations = ("tanh", "relu")
+    vocab_size, hidden_size = 7, 6
+    if checkpoint:
+        saved = load_checkpoint(checkpoint)
+        params = saved.params
+        activations = (saved.config.model.activation,)
+    elif config_path:
+        config = load_config(config_path)
+        activations = (config.model.activation,)
+        hidden_size = min(config.model.hidden_size, 8)
+    tables = run_gradcheck(params, activations, seed, vocab_size, hidden_size)
+    failed = False
+    for activation, rows in tables.items():
+        click.echo(f"activation {activation} (float64, tolerance {TOLERANCE:g})")
+        click.echo(f"  {'parameter':<10}{'shape':<14}{'max rel error':>15}{'checked':>9}"
+                   f"{'kinks':>7}  ")
+        for row in rows:
+            failed |= not row.ok
+            click.echo(f"  {row.name:<10}{str(row.shape):<14}{row.max_rel_error:>15.3e}"
+                       f"{row.checked:>9}{row.skipped_at_kinks:>7}  "
+                       f"{'ok' if row.ok else 'FAIL'}")
+    if failed:
+        raise click.ClickException("gradient check failed: a backward disagrees with finite "
+                                   "differences")
+    click.echo("all gradients agree with finite differences")
+
+
+@main.command(name="eval")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="model to evaluate [default: the default config's training.out]")
+@click.argument("textfile", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--encoding", default="utf-8", show_default=True, help="text encoding")
+@friendly_errors
+def eval_command(checkpoint, textfile, as_json, encoding):
+    """Loss of a checkpoint on TEXTFILE: nats/char, bits/char, perplexity."""
+    saved = load_checkpoint(Path(checkpoint) if checkpoint else _default_checkpoint())
+    text = read_text(textfile, encoding, "strict", what="text")
+    result = evaluate_text(saved.params, saved.vocab, text, saved.config.data.mode,
+                           saved.config.model.activation)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} "
+               f"bits/char, perplexity {result['perplexity']:.3f} over {result['characters']} "
+               f"characters")
+    if result["out_of_vocabulary"]:
+        click.echo(f"{result['out_of_vocabulary']} character(s) outside the vocabulary were "
+                   f"left out: {''.join(result['unknown_characters'])!r}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

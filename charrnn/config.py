@@ -1,0 +1,261 @@
+"""Run configuration: dataclasses validated from YAML. The one place where defaults live.
+
+A config file is a mapping with three sections, ``data``, ``model`` and ``training``; every key is
+optional and falls back to the default below. Unknown keys, wrong types and out-of-range values
+are refused with a `CharRNNError` that names the key (and suggests the closest valid one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from charrnn.errors import CharRNNError
+
+DEFAULT_CONFIG = Path("configs/names.yaml")
+
+# Sizes past these would allocate gigabytes before the first step; refuse them up front.
+MAX_HIDDEN_SIZE = 16384
+MAX_BATCH_TIMES_SEQ = 4_000_000
+
+
+def _spec(default: Any, *, choices: tuple | None = None, low: float | None = None,
+          high: float | None = None, low_open: bool = False, high_open: bool = False,
+          nullable: bool = False, doc: str = "") -> Any:
+    """A dataclass field with its validation rules kept beside its default."""
+    rules = dict(choices=choices, low=low, high=high, low_open=low_open,
+                 high_open=high_open, nullable=nullable, doc=doc)
+    return field(default=default, metadata=rules)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: str = _spec("corpora/names.txt", doc="path of the UTF-8 text corpus")
+    mode: str = _spec("lines", choices=("lines", "stream"),
+                      doc="lines: each line is one example (names); stream: one long text")
+    val_fraction: float = _spec(0.1, low=0.0, high=1.0, high_open=True,
+                                doc="share held out for validation (tail in stream mode, "
+                                    "seeded random lines in lines mode)")
+    encoding: str = _spec("utf-8", doc="text encoding of the corpus")
+    errors: str = _spec("strict", choices=("strict", "replace"),
+                        doc="strict: refuse undecodable bytes; replace: decode them as U+FFFD")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden_size: int = _spec(128, low=1, high=MAX_HIDDEN_SIZE, doc="units in the hidden state")
+    activation: str = _spec("tanh", choices=("tanh", "relu"), doc="h_t = f(a_t)")
+    init_scale: float = _spec(0.01, low=0.0, low_open=True,
+                              doc="weights start as N(0, 1) * init_scale (min-char-rnn: 0.01)")
+    dtype: str = _spec("float64", choices=("float32", "float64"), doc="training precision")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    batch_size: int = _spec(32, low=1, doc="parallel streams (stream mode) or lines a step")
+    seq_length: int = _spec(25, low=1, doc="characters a stream per step (stream mode); "
+                                            "lines mode pads each batch to its longest line")
+    steps: int = _spec(3000, low=0, doc="the step count the run ends at")
+    optimizer: str = _spec("adagrad", choices=("adagrad", "sgd", "adam"), doc="update rule")
+    lr: float = _spec(0.1, low=0.0, low_open=True, doc="learning rate")
+    momentum: float = _spec(0.0, low=0.0, high=1.0, high_open=True, doc="SGD momentum")
+    beta1: float = _spec(0.9, low=0.0, high=1.0, high_open=True, doc="Adam first-moment decay")
+    beta2: float = _spec(0.999, low=0.0, high=1.0, high_open=True, doc="Adam second-moment decay")
+    lr_decay: float = _spec(1.0, low=0.0, high=1.0, low_open=True,
+                            doc="multiply lr by this after every eval_every steps")
+    clip: float = _spec(5.0, low=0.0, doc="clip threshold; 0 turns clipping off")
+    clip_mode: str = _spec("value", choices=("value", "norm", "none"),
+                           doc="value: each entry to [-clip, clip]; norm: global L2 norm to clip")
+    seed: int = _spec(0, low=0, doc="seeds weights, batches and samples")
+    eval_every: int = _spec(250, low=1, doc="steps between validation evaluations")
+    eval_max_chars: int | None = _spec(None, low=1, nullable=True,
+                                       doc="evaluate on at most this many validation characters "
+                                           "during training (the final evaluation uses all)")
+    sample_every: int = _spec(1000, low=0, doc="steps between printed samples; 0: never")
+    sample_length: int = _spec(200, low=1, doc="characters in a printed sample (stream mode)")
+    checkpoint_every: int = _spec(500, low=0, doc="steps between checkpoint saves; 0: at the end")
+    patience: int = _spec(0, low=0, doc="stop after this many evaluations without a better "
+                                        "validation loss; 0: never")
+    time_limit: float = _spec(0.0, low=0.0, doc="stop after this many seconds; 0: no limit")
+    out: str = _spec("checkpoints/names.npz", doc="checkpoint path; the best one is *.best.npz")
+    log_format: str = _spec("jsonl", choices=("jsonl", "csv"),
+                            doc="metrics log beside the checkpoint (out with .jsonl or .csv)")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **sections: dict) -> Config:
+        """A copy with some keys changed, validated like a file: replace(training={"steps": 10})."""
+        merged = self.to_dict()
+        for name, values in sections.items():
+            merged.setdefault(name, {}).update(values)
+        return from_mapping(merged)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+_SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+
+
+def _closest(name: str, options) -> str:
+    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
+    rules = spec.metadata
+    kind = type(spec.default) if spec.default is not None else int
+    if value is None:
+        if rules["nullable"]:
+            return None
+        raise CharRNNError(f"config {where}: a value is required (got nothing)")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise CharRNNError(f"config {where}: expected {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise CharRNNError(f"config {where}: must be a finite number, got {value!r}")
+    if rules["choices"] and value not in rules["choices"]:
+        raise CharRNNError(f"config {where}: must be one of {', '.join(rules['choices'])}, "
+                           f"got {value!r}{_closest(str(value), rules['choices'])}")
+    low, high = rules["low"], rules["high"]
+    if low is not None and (value < low or (rules["low_open"] and value == low)):
+        bound = ">" if rules["low_open"] else ">="
+        raise CharRNNError(f"config {where}: must be {bound} {low}, got {value!r}")
+    if high is not None and (value > high or (rules["high_open"] and value == high)):
+        bound = "<" if rules["high_open"] else "<="
+        raise CharRNNError(f"config {where}: must be {bound} {high}, got {value!r}")
+    return value
+
+
+def _section_from_mapping(name: str, values: Any):
+    cls = _SECTION_CLASSES[name]
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise CharRNNError(f"config {name}: expected a mapping of keys, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    checked = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise CharRNNError(f"config {name}: unknown key '{key}'{_closest(str(key), fields)}; "
+                               f"valid keys: {', '.join(fields)}")
+        checked[key] = _check_value(f"{name}.{key}", value, fields[key])
+    return cls(**checked)
+
+
+def from_mapping(mapping: Any) -> Config:
+    """Validate a parsed YAML document (or any mapping) into a Config."""
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise CharRNNError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, "
+                           f"got {type(mapping).__name__}")
+    for key in mapping:
+        if key not in SECTIONS:
+            raise CharRNNError(f"config: unknown section '{key}'{_closest(str(key), SECTIONS)}; "
+                               f"valid sections: {', '.join(SECTIONS)}")
+    config = Config(**{name: _section_from_mapping(name, mapping.get(name)) for name in SECTIONS})
+    _check_sizes(config)
+    return config
+
+
+def _check_sizes(config: Config) -> None:
+    cells = config.training.batch_size * config.training.seq_length
+    if cells > MAX_BATCH_TIMES_SEQ:
+        raise CharRNNError(f"config training: batch_size * seq_length = {cells} is over the limit "
+                           f"{MAX_BATCH_TIMES_SEQ}; lower one of them")
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        place = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise CharRNNError(f"{where}:{place}: {problem}; fix the YAML syntax") from None
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """'training.lr=0.05' -> ('training', 'lr', 0.05), the value parsed as YAML."""
+    key, sep, raw = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise CharRNNError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. training.lr=0.05")
+    if section not in SECTIONS:
+        raise CharRNNError(f"--set {item!r}: unknown section '{section}'"
+                           f"{_closest(section, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
+    return section, name, parse_yaml(raw, f"--set {item!r}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+                ) -> Config:
+    """Read a YAML config (default: configs/names.yaml) and apply SECTION.KEY=VALUE overrides."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CharRNNError(f"config file {path} not found; pass --config with an existing "
+                           f"YAML file (see configs/)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CharRNNError(f"config file {path} cannot be read ({error}); pass a readable "
+                           f"UTF-8 YAML file") from None
+    mapping = parse_yaml(text, str(path))
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise CharRNNError(f"config file {path}: expected a mapping with sections "
+                           f"{', '.join(SECTIONS)}, got {type(mapping).__name__}")
+    return _validated(mapping, overrides, str(path))
+
+
+def with_overrides(config: Config, overrides: list[str] | tuple[str, ...],
+                   where: str = "config") -> Config:
+    """config with SECTION.KEY=VALUE changes, validated as if they stood in its YAML file."""
+    return _validated(config.to_dict(), overrides, where)
+
+
+def _validated(mapping: dict, overrides, where: str) -> Config:
+    mapping = {name: dict(values) if isinstance(values, dict) else values
+               for name, values in mapping.items()}
+    for item in overrides:
+        section, name, value = parse_override(item)
+        current = mapping.get(section) or {}
+        if not isinstance(current, dict):
+            current = {}
+        mapping[section] = {**current, name: value}
+    try:
+        return from_mapping(mapping)
+    except CharRNNError as error:
+        raise CharRNNError(f"{where}: {error}") from None
+
+
+def config_from_yaml_text(text: str, where: str = "checkpoint config") -> Config:
+    return from_mapping(parse_yaml(text, where))
+
+
+def describe_keys() -> list[tuple[str, Any, str]]:
+    """(section.key, default, doc) for every key: the README's table and `charrnn config` list."""
+    rows = []
+    for name, cls in _SECTION_CLASSES.items():
+        for spec in dataclasses.fields(cls):
+            rows.append((f"{name}.{spec.name}", spec.default, spec.metadata["doc"]))
+    return rows

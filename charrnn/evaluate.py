@@ -1,0 +1,73 @@
+"""Loss of a model on text: nats per character, bits per character and perplexity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from charrnn.corpus import Split, eval_batches, line_split, normalise_lines
+from charrnn.model import forward_loss
+from charrnn.vocab import Vocabulary
+
+LN2 = math.log(2.0)
+
+
+def evaluate_split(params: dict, split: Split, mode: str, activation: str = "tanh",
+                   batch_size: int = 64, seq_length: int = 100,
+                   max_chars: int | None = None) -> float:
+    """Mean nats per predicted character over the split (see corpus.eval_batches)."""
+    total, count = 0.0, 0
+    hidden_size = params["W_hh"].shape[0]
+    dtype = params["W_hh"].dtype
+    h = None
+    for batch in eval_batches(split, mode, batch_size, seq_length, max_chars):
+        if batch.reset or h is None or h.shape[0] != batch.x.shape[1]:
+            h = np.zeros((batch.x.shape[1], hidden_size), dtype=dtype)
+        nll_sum, n, h = forward_loss(params, batch.x, batch.y, h, batch.mask, activation)
+        total += nll_sum
+        count += n
+    return total / max(count, 1)
+
+
+def evaluate_text(params: dict, vocab: Vocabulary, text: str, mode: str,
+                  activation: str = "tanh", batch_size: int = 64, seq_length: int = 100) -> dict:
+    """Loss on a text read in the model's data mode. Characters outside the vocabulary are
+    counted and reported; the loss covers the text's lines (lines mode) or runs (stream mode)
+    that hold none of them, never a silently altered text."""
+    if mode == "lines":
+        text = normalise_lines(text)
+    indices, known = vocab.encode_known(text)
+    unknown_chars = vocab.unknown(text)
+    out_of_vocabulary = int((~known).sum())
+    if mode == "lines":
+        boundary = vocab.boundary
+        stand_in = (boundary + 1) % len(vocab)  # any index but the boundary keeps lines whole
+        split = line_split(np.where(known, indices, stand_in).astype(indices.dtype), boundary)
+        # bad[i]: split.tokens[i] stood for an unknown character (tokens has a leading boundary)
+        bad = np.zeros(len(split.tokens) + 1, dtype=np.int64)
+        bad[1: len(known) + 1] = ~known
+        bad_before = np.cumsum(bad)
+        first = split.starts + 1
+        clean = bad_before[first + split.lengths - 1] == bad_before[first - 1]
+        split = Split(split.tokens, split.starts[clean], split.lengths[clean])
+        splits = [split] if len(split.starts) else []
+    else:
+        # cut the text at unknown characters; each run of known ones is scored on its own
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], known.astype(np.int8), [0]])))
+        splits = [Split(indices[a:b]) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
+    total, count = 0.0, 0
+    for split in splits:
+        n = split.characters
+        total += evaluate_split(params, split, mode, activation, batch_size, seq_length) * n
+        count += n
+    nats = total / count if count else float("nan")
+    return {
+        "nats_per_char": nats,
+        "bits_per_char": nats / LN2,
+        "perplexity": math.exp(nats) if count else float("nan"),
+        "characters": count,
+        "out_of_vocabulary": out_of_vocabulary,
+        "unknown_characters": unknown_chars,
+    }
+

@@ -1,0 +1,112 @@
+"""Sampling: many names in parallel (one row a name, each stopping at its own boundary), or text.
+
+Temperature divides the logits before the softmax: below 1 is more conservative (likelier
+characters), above 1 more adventurous. top_k keeps only the k likeliest characters; greedy takes
+the likeliest one every time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from charrnn.errors import CharRNNError
+from charrnn.model import rnn_forward, step
+from charrnn.vocab import Vocabulary
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0,
+                  top_k: int | None = None) -> np.ndarray:
+    """softmax(logits / temperature) over the last axis, restricted to the top_k entries."""
+    if temperature <= 0:
+        raise CharRNNError(f"temperature must be > 0, got {temperature}; use --greedy for the "
+                           f"likeliest character every time")
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    if top_k is not None and top_k < scaled.shape[-1]:
+        kth = np.partition(scaled, -top_k, axis=-1)[..., -top_k, None]
+        scaled = np.where(scaled < kth, -np.inf, scaled)
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    p = np.exp(scaled)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def draw(p: np.ndarray, rng: np.random.Generator, greedy: bool = False) -> np.ndarray:
+    """One index a row of p (N, V): by inverse CDF on one uniform number a row, or argmax."""
+    if greedy:
+        return p.argmax(axis=-1)
+    cdf = np.cumsum(p, axis=-1)
+    u = rng.random(p.shape[0])[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=-1), p.shape[-1] - 1)
+
+
+def _check_top_k(top_k: int | None, vocab_size: int) -> int | None:
+    if top_k is not None and top_k < 1:
+        raise CharRNNError(f"--top-k must be at least 1, got {top_k}")
+    return None if top_k is None else min(top_k, vocab_size)
+
+
+def sample_names(params: dict, vocab: Vocabulary, num: int, rng: np.random.Generator,
+                 activation: str = "tanh", temperature: float = 1.0, top_k: int | None = None,
+                 greedy: bool = False, prime: str = "", max_length: int = 100) -> list[str]:
+    """num names, all generated at once as a batch; each row stops at its own boundary."""
+    boundary = vocab.boundary
+    if boundary is None:
+        raise CharRNNError("this model has no newline in its vocabulary, so it cannot end a "
+                           "name; use --length N for free text")
+    top_k = _check_top_k(top_k, len(vocab))
+    hidden_size = params["W_hh"].shape[0]
+    dtype = params["W_hh"].dtype
+    h = np.zeros((num, hidden_size), dtype=dtype)
+    prefix = np.concatenate([[boundary], vocab.encode(prime, "--prime")]).astype(np.int64)
+    inputs = np.repeat(prefix[:, None], num, axis=1)
+    h_all, _ = rnn_forward(inputs, h, params["W_xh"], params["W_hh"], params["b_h"], activation)
+    h = h_all[-1]
+    logits = h @ params["W_hy"].T + params["b_y"]
+    generated = np.full((num, max_length), boundary, dtype=np.int64)
+    alive = np.ones(num, dtype=bool)
+    for t in range(max_length):
+        x = draw(probabilities(logits, temperature, top_k), rng, greedy)
+        generated[:, t] = np.where(alive, x, boundary)
+        alive &= x != boundary
+        if not alive.any():
+            break
+        h, logits = step(params, x, h, activation)
+    text = vocab.decode(generated.reshape(-1))
+    return [prime + text[i * max_length:(i + 1) * max_length].split("\n", 1)[0]
+            for i in range(num)]
+
+
+def sample_text(params: dict, vocab: Vocabulary, length: int, rng: np.random.Generator,
+                activation: str = "tanh", temperature: float = 1.0, top_k: int | None = None,
+                greedy: bool = False, prime: str = "", h0: np.ndarray | None = None,
+                reset_at_boundary: bool = False) -> str:
+    """prime followed by length new characters.
+
+    Without a prime the model starts after a newline (or its first character if it has none).
+    reset_at_boundary: start a fresh hidden state after every newline, as lines-mode models were
+    trained.
+    """
+    top_k = _check_top_k(top_k, len(vocab))
+    hidden_size = params["W_hh"].shape[0]
+    dtype = params["W_hh"].dtype
+    h = np.zeros((1, hidden_size), dtype=dtype) if h0 is None else h0.reshape(1, -1).astype(dtype)
+    start = vocab.boundary if vocab.boundary is not None else 0
+    feed = vocab.encode(prime, "--prime").astype(np.int64)
+    if reset_at_boundary or len(feed) == 0:
+        feed = np.concatenate([[start], feed]).astype(np.int64)
+    if reset_at_boundary:  # only the prime's last line matters to a lines-mode model
+        last_boundary = np.flatnonzero(feed == vocab.boundary)[-1]
+        feed = feed[last_boundary:]
+        h = np.zeros_like(h)
+    h_all, _ = rnn_forward(feed[:, None], h, params["W_xh"], params["W_hh"], params["b_h"],
+                           activation)
+    h = h_all[-1]
+    logits = h @ params["W_hy"].T + params["b_y"]
+    generated = np.empty(length, dtype=np.int64)
+    zero = np.zeros_like(h)
+    for t in range(length):
+        x = draw(probabilities(logits, temperature, top_k), rng, greedy)
+        generated[t] = x[0]
+        if reset_at_boundary and x[0] == vocab.boundary:
+            h = zero
+        h, logits = step(params, x, h, activation)
+    return prime + vocab.decode(generated)

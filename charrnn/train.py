@@ -1,0 +1,374 @@
+"""The training loop: batches, truncated BPTT, clipping, the update, evaluation and checkpoints.
+
+`train(config)` reads top to bottom like nanoGPT's train.py. Everything a resumed run needs to
+continue bit for bit (weights, optimizer state, step, RNG state, stream position, carried hidden
+state, best validation loss) goes into the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from charrnn.config import Config
+from charrnn.corpus import Corpus, LineBatches, StreamBatches, load_corpus
+from charrnn.errors import CharRNNError
+from charrnn.evaluate import evaluate_split
+from charrnn.model import init_params, loss_and_grads
+from charrnn.optim import clip_gradients, grad_norm, make_optimizer
+from charrnn.sample import sample_names, sample_text
+
+LN2 = math.log(2.0)
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; the checkpoint at the current step was saved first."""
+
+    def __init__(self, signum: int, path: Path, step: int):
+        self.signum, self.path, self.step = signum, path, step
+        self.exit_code = EXIT_CODES.get(signum, 1)
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    best_val_loss: float | None
+    final_val_loss: float | None
+    final_train_loss: float | None
+    seconds: float
+    chars_per_second: float
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+def best_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".best" + out.suffix)
+
+
+def log_path(out: str | Path, log_format: str = "jsonl") -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + "." + log_format)
+
+
+def stability_warnings(config: Config) -> list[str]:
+    """Settings measured to diverge (see README, 'Choosing a learning rate')."""
+    warnings = []
+    model, training = config.model, config.training
+    if training.optimizer == "adagrad" and training.lr >= 0.05 and model.hidden_size >= 256:
+        warnings.append(
+            f"adagrad with lr {training.lr} at hidden_size {model.hidden_size} is known to "
+            f"diverge (its first step moves every weight by about lr); try training.lr=0.01 or "
+            f"training.optimizer=adam with lr 0.002")
+    if training.clip_mode == "none" or training.clip == 0:
+        warnings.append("gradient clipping is off; exploding gradients can turn the loss into NaN")
+    return warnings
+
+
+class _SignalCatcher:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in EXIT_CODES:
+                self._previous[signum] = signal.signal(signum, self._catch)
+        return self
+
+    def _catch(self, signum, frame):
+        self.signum = self.signum or signum  # a second Ctrl-C during the save changes nothing
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path):
+    """An exclusive lock beside the checkpoint, so two runs never write the same file."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no locking
+        yield
+        return
+    lock_file = out.with_name(f".{out.name}.lock")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_file, "a+")
+    except OSError as error:
+        raise CharRNNError(f"cannot write to {out.parent}: {error.strerror}; choose another "
+                           f"--out") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CharRNNError(f"another charrnn train is writing {out}; wait for it, or pass "
+                               f"another --out") from None
+        yield
+    finally:
+        handle.close()
+
+
+class Run:
+    """The state of one training run; `save` and `resume` round-trip all of it."""
+
+    def __init__(self, config: Config, corpus: Corpus, params: dict, step: int = 0,
+                 meta: dict | None = None, optimizer_state: dict | None = None,
+                 hidden: np.ndarray | None = None):
+        self.config = config
+        self.corpus = corpus
+        self.params = params
+        training = config.training
+        self.optimizer = make_optimizer(training.optimizer, params, training)
+        meta = meta or {}
+        if optimizer_state:
+            self.optimizer.load_state(optimizer_state, int(meta.get("optimizer_t", step)))
+        self.step = step
+        self.rng = np.random.default_rng(training.seed)
+        if "rng_state" in meta:
+            self.rng.bit_generator.state = meta["rng_state"]
+        self.best_val_loss = meta.get("best_val_loss")
+        self.evals_since_best = int(meta.get("evals_since_best", 0))
+        self.chars_seen = int(meta.get("chars_seen", 0))
+        dtype = config.model.dtype
+        if corpus.mode == "stream":
+            self.batches = StreamBatches(corpus.train, training.batch_size, training.seq_length,
+                                         where=f"corpus {config.data.corpus}")
+            self.batches.position = int(meta.get("stream_position", 0))
+            self.batches.started = bool(meta.get("stream_started", False))
+            shape = (training.batch_size, config.model.hidden_size)
+            self.hidden = (hidden.astype(dtype) if hidden is not None and hidden.shape == shape
+                           else np.zeros(shape, dtype=dtype))
+        else:
+            self.batches = LineBatches(corpus.train, training.batch_size, self.rng)
+            self.hidden = None
+
+    def meta(self) -> dict:
+        meta = {"step": self.step, "rng_state": self.rng.bit_generator.state,
+                "best_val_loss": self.best_val_loss, "evals_since_best": self.evals_since_best,
+                "chars_seen": self.chars_seen, "optimizer_t": self.optimizer.t}
+        if isinstance(self.batches, StreamBatches):
+            meta["stream_position"] = self.batches.position
+            meta["stream_started"] = self.batches.started
+        return meta
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.config, self.corpus.vocab, self.params,
+                          self.optimizer.state_arrays(), self.hidden, self.meta())
+
+    def train_step(self) -> tuple[float, int, float, float]:
+        """One step of truncated BPTT; returns (nll sum, characters, grad norm, clip fraction)."""
+        training = self.config.training
+        batch = self.batches.next()
+        batch_size = batch.x.shape[1]
+        if self.hidden is None or batch.reset:
+            h0 = np.zeros((batch_size, self.config.model.hidden_size),
+                          dtype=self.config.model.dtype)
+        else:
+            h0 = self.hidden
+        nll_sum, count, grads, _, h_last = loss_and_grads(
+            self.params, batch.x, batch.y, h0, batch.mask, self.config.model.activation)
+        norm = grad_norm(grads)
+        if not (math.isfinite(nll_sum) and math.isfinite(norm)):
+            what = "loss" if not math.isfinite(nll_sum) else "gradient norm"
+            raise CharRNNError(
+                f"step {self.step + 1}: the {what} is not finite; the weights were not updated "
+                f"and the last saved checkpoint is kept. Lower training.lr, or turn clipping on "
+                f"(training.clip_mode: value)")
+        clip_fraction = clip_gradients(grads, training.clip_mode, training.clip, norm)
+        self.optimizer.lr = training.lr * training.lr_decay ** (self.step // training.eval_every)
+        self.optimizer.update(self.params, grads)
+        if self.hidden is not None:
+            self.hidden = h_last  # carried to the next chunk, not backpropagated through
+        self.step += 1
+        self.chars_seen += count
+        return nll_sum, count, norm, clip_fraction
+
+    def evaluate(self, max_chars: int | None) -> float | None:
+        if self.corpus.val is None:
+            return None
+        training = self.config.training
+        return evaluate_split(self.params, self.corpus.val, self.corpus.mode,
+                              self.config.model.activation,
+                              batch_size=max(training.batch_size, 64),
+                              seq_length=training.seq_length, max_chars=max_chars)
+
+    def sample(self, rng: np.random.Generator) -> str:
+        activation = self.config.model.activation
+        if self.corpus.mode == "lines":
+            return "\n".join(sample_names(self.params, self.corpus.vocab, 8, rng, activation))
+        h0 = self.hidden[0] if self.hidden is not None else None
+        return sample_text(self.params, self.corpus.vocab, self.config.training.sample_length,
+                           rng, activation, h0=h0)
+
+
+def _load_for(config: Config, vocab=None) -> Corpus:
+    data = config.data
+    return load_corpus(data.corpus, data.mode, data.val_fraction, config.training.seed,
+                       vocab=vocab, encoding=data.encoding, errors=data.errors)
+
+
+def start_run(config: Config, resume: str | Path | None = None,
+              init_from: str | Path | None = None) -> Run:
+    """A fresh run, one resumed from a checkpoint, or one whose weights come from a checkpoint."""
+    if resume is not None:
+        saved = load_checkpoint(resume)
+        if saved.config.model != config.model:
+            raise CharRNNError(f"--resume {resume}: the model settings differ from the "
+                               f"checkpoint's; resume without changing model.*")
+        corpus = _load_for(config, saved.vocab)
+        return Run(config, corpus, saved.params, saved.step, saved.meta,
+                   saved.optimizer_state, saved.hidden)
+    if init_from is not None:
+        saved = load_checkpoint(init_from)
+        config = config.replace(model=saved.config.to_dict()["model"])
+        corpus = _load_for(config, saved.vocab)
+        return Run(config, corpus, saved.params)
+    corpus = _load_for(config)
+    model = config.model
+    params = init_params(len(corpus.vocab), model.hidden_size, model.init_scale,
+                         np.random.default_rng(config.training.seed), model.dtype)
+    return Run(config, corpus, params)
+
+
+def _append_log(path: Path, record: dict, log_format: str, fresh: bool) -> None:
+    mode = "w" if fresh else "a"
+    with open(path, mode, encoding="utf-8") as handle:
+        if log_format == "jsonl":
+            handle.write(json.dumps(record) + "\n")
+        else:
+            if fresh or handle.tell() == 0:
+                handle.write(",".join(record) + "\n")
+            handle.write(",".join("" if v is None else str(v) for v in record.values()) + "\n")
+
+
+def train(config: Config, *, resume: str | Path | None = None,
+          init_from: str | Path | None = None, progress: bool | None = None,
+          report: Callable[[str, str], None] | None = None) -> TrainResult:
+    """Train as the config says; report(kind, text) receives 'warning', 'sample' and 'info' lines.
+
+    progress: show a tqdm bar (None: only when stderr is a terminal).
+    Raises CharRNNError for bad input and TrainingInterrupted after saving on SIGINT/SIGTERM.
+    """
+    from tqdm import tqdm
+
+    report = report or (lambda kind, text: print(text, file=sys.stderr))
+    training = config.training
+    out = Path(training.out)
+    for warning in stability_warnings(config):
+        report("warning", f"warning: {warning}")
+    with _output_lock(out), _SignalCatcher() as signals:
+        remove_stale_temporaries(out)
+        remove_stale_temporaries(best_path(out))
+        run = start_run(config, resume, init_from)
+        logfile = log_path(out, training.log_format)
+        fresh_log = resume is None
+        if run.step >= training.steps:
+            report("info", f"{resume} is already at step {run.step}, at or past --steps "
+                           f"{training.steps}; nothing to do")
+            return TrainResult(out, run.step, run.best_val_loss, None, None, 0.0, 0.0)
+        bar = tqdm(total=training.steps, initial=run.step, disable=progress is False or (
+            progress is None and not sys.stderr.isatty()), unit="step", dynamic_ncols=True,
+            file=sys.stderr)
+        started = time.perf_counter()
+        run_chars = 0
+        window = {"nll": 0.0, "chars": 0, "norm": 0.0, "clip": 0.0, "steps": 0,
+                  "t0": started}
+        history: list[dict] = []
+        val_loss = None
+        stopped_early = False
+        try:
+            while run.step < training.steps:
+                nll_sum, count, norm, clip_fraction = run.train_step()
+                run_chars += count
+                for key, value in (("nll", nll_sum), ("chars", count), ("norm", norm),
+                                   ("clip", clip_fraction), ("steps", 1)):
+                    window[key] += value
+                bar.update(1)
+                last = run.step >= training.steps
+                elapsed = time.perf_counter() - started
+                out_of_time = training.time_limit > 0 and elapsed >= training.time_limit
+                if run.step % training.eval_every == 0 or last or out_of_time:
+                    val_loss = run.evaluate(None if (last or out_of_time)
+                                            else training.eval_max_chars)
+                    record = _metrics(run, window, val_loss)
+                    history.append(record)
+                    _append_log(logfile, record, training.log_format, fresh_log)
+                    fresh_log = False
+                    bar.set_postfix(loss=f"{record['train_loss']:.3f}",
+                                    val=("-" if val_loss is None else f"{val_loss:.3f}"),
+                                    cps=f"{record['chars_per_sec']:.0f}")
+                    window = {"nll": 0.0, "chars": 0, "norm": 0.0, "clip": 0.0, "steps": 0,
+                              "t0": time.perf_counter()}
+                    if val_loss is not None and (run.best_val_loss is None
+                                                 or val_loss < run.best_val_loss):
+                        run.best_val_loss = val_loss
+                        run.evals_since_best = 0
+                        save_checkpoint(best_path(out), run.checkpoint())
+                    elif val_loss is not None:
+                        run.evals_since_best += 1
+                    if training.patience and run.evals_since_best >= training.patience:
+                        stopped_early = True
+                if training.sample_every and run.step % training.sample_every == 0:
+                    sample = run.sample(np.random.default_rng([training.seed, run.step]))
+                    bar.clear()
+                    report("sample", f"----- sample at step {run.step} -----\n{sample}\n-----")
+                    bar.refresh()
+                if (training.checkpoint_every and run.step % training.checkpoint_every == 0
+                        or last or stopped_early or out_of_time):
+                    save_checkpoint(out, run.checkpoint())
+                if signals.signum is not None:
+                    save_checkpoint(out, run.checkpoint())
+                    raise TrainingInterrupted(signals.signum, out, run.step)
+                if stopped_early or out_of_time:
+                    if stopped_early:
+                        report("info", f"stopping early at step {run.step}: no better "
+                                       f"validation loss in {training.patience} evaluations")
+                    break
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - started
+        final_train = history[-1]["train_loss"] if history else None
+        return TrainResult(out, run.step, run.best_val_loss, val_loss, final_train, seconds,
+                           run_chars / max(seconds, 1e-9), stopped_early, history)
+
+
+def _metrics(run: Run, window: dict, val_loss: float | None) -> dict:
+    seconds = max(time.perf_counter() - window["t0"], 1e-9)
+    train_loss = window["nll"] / max(window["chars"], 1)
+    W_hh = run.params["W_hh"]
+    return {
+        "step": run.step,
+        "chars_seen": run.chars_seen,
+        "train_loss": train_loss,
+        "train_bpc": train_loss / LN2,
+        "val_loss": val_loss,
+        "val_bpc": None if val_loss is None else val_loss / LN2,
+        "lr": run.optimizer.lr,
+        "grad_norm": window["norm"] / max(window["steps"], 1),
+        "clip_fraction": window["clip"] / max(window["steps"], 1),
+        "sigma_max_W_hh": float(np.linalg.norm(W_hh.astype(np.float64), 2)),
+        "chars_per_sec": window["chars"] / seconds,
+    }
