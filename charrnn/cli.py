@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import click
 import numpy as np
 
 from charrnn.checkpoint import load_checkpoint
+from charrnn.cli_support import default_checkpoint, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, with_overrides
 from charrnn.corpus import build_corpus, read_text
 from charrnn.errors import CharRNNError
@@ -31,29 +31,11 @@ def _utf8_stdout() -> None:
                 pass
 
 
-def friendly_errors(command):
-    """Turn CharRNNError into click's one-line 'Error: ...' and exit status 1."""
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except CharRNNError as error:
-            raise click.ClickException(str(error)) from None
-    return wrapper
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="charrnn")
 def main():
     """charrnn: train, sample and check a character-level vanilla RNN on NumPy."""
     _utf8_stdout()
-
-
-def _default_checkpoint() -> Path:
-    try:
-        return Path(load_config(DEFAULT_CONFIG).training.out)
-    except CharRNNError:
-        return Path("checkpoints/names.npz")
 
 
 @main.command()
@@ -131,7 +113,7 @@ def sample(checkpoint, num, length, temperature, top_k, greedy, prime, seed, nov
                                "--length N prints N characters of text")
     if temperature <= 0:
         raise click.BadParameter(f"must be > 0, got {temperature}", param_hint="--temperature")
-    path = Path(checkpoint) if checkpoint else _default_checkpoint()
+    path = Path(checkpoint) if checkpoint else default_checkpoint()
     saved = load_checkpoint(path)
     rng = np.random.default_rng(seed)
     mode = saved.config.data.mode
@@ -233,7 +215,7 @@ def gradcheck(config_path, checkpoint, seed):
 @friendly_errors
 def eval_command(checkpoint, textfile, as_json, encoding):
     """Loss of a checkpoint on TEXTFILE: nats/char, bits/char, perplexity."""
-    saved = load_checkpoint(Path(checkpoint) if checkpoint else _default_checkpoint())
+    saved = load_checkpoint(Path(checkpoint) if checkpoint else default_checkpoint())
     text = read_text(textfile, encoding, "strict", what="text")
     result = evaluate_text(saved.params, saved.vocab, text, saved.config.data.mode,
                            saved.config.model.activation)
@@ -247,6 +229,12 @@ def eval_command(checkpoint, textfile, as_json, encoding):
         click.echo(f"{result['out_of_vocabulary']} character(s) outside the vocabulary were "
                    f"left out: {''.join(result['unknown_characters'])!r}", err=True)
 
+
+# Diagnostics commands (gradflow, plot) live in their own module and join the group here.
+from charrnn.diagnostics_cli import COMMANDS as _DIAGNOSTICS  # noqa: E402
+
+for _command in _DIAGNOSTICS:
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

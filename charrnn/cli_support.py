@@ -1,0 +1,31 @@
+"""What every charrnn command shares: error translation and the default checkpoint."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from charrnn.config import DEFAULT_CONFIG, load_config
+from charrnn.errors import CharRNNError
+
+
+def friendly_errors(command):
+    """Turn CharRNNError into click's one-line 'Error: ...' and exit status 1."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CharRNNError as error:
+            raise click.ClickException(str(error)) from None
+    return wrapper
+
+
+def default_checkpoint() -> Path:
+    try:
+        return Path(load_config(DEFAULT_CONFIG).training.out)
+    except CharRNNError:
+        return Path("checkpoints/names.npz")
+
+

@@ -1,0 +1,3 @@
+"""Click commands for gradient diagnostics (gradflow) and pictures (plot)."""
+
+COMMANDS: list = []
