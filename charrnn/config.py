@@ -112,8 +112,24 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 
+# What char-rnn, torch-rnn and nanoGPT call our keys, so their users are pointed to ours.
+PEER_NAMES = {
+    "learning_rate": "lr", "rnn_size": "hidden_size", "n_hidden": "hidden_size",
+    "hidden": "hidden_size", "n_embd": "hidden_size", "wordvec_size": "hidden_size",
+    "seq_len": "seq_length", "block_size": "seq_length", "max_iters": "steps",
+    "iterations": "steps", "num_iterations": "steps", "grad_clip": "clip",
+    "eval_interval": "eval_every", "checkpoint_interval": "checkpoint_every",
+    "checkpoint_every_n": "checkpoint_every", "input": "corpus", "data_dir": "corpus",
+    "input_txt": "corpus", "input_h5": "corpus", "out_dir": "out", "checkpoint_name": "out",
+    "seed_value": "seed", "lr_decay_rate": "lr_decay", "learning_rate_decay": "lr_decay",
+}
+
+
 def _closest(name: str, options) -> str:
-    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    options = list(options)
+    if PEER_NAMES.get(name) in options:
+        return f" (did you mean '{PEER_NAMES[name]}'?)"
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 

@@ -1,0 +1,38 @@
+"""Shared fixtures: small real corpora written to tmp_path, and tiny configs over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from charrnn.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = REPO / "corpora" / "names.txt"
+SHAKESPEARE = REPO / "corpora" / "shakespeare.txt"
+
+
+@pytest.fixture
+def names_file(tmp_path) -> Path:
+    """Every 4th shipped name: real data, 1.3K lines."""
+    lines = NAMES.read_text(encoding="utf-8").splitlines()[::4]
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def text_file(tmp_path) -> Path:
+    """The first 20K characters of the shipped Shakespeare."""
+    path = tmp_path / "text.txt"
+    path.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    return path
+
+
+def tiny_config(corpus: Path, out: Path, mode: str = "lines", **training) -> Config:
+    settings = dict(batch_size=8, seq_length=10, steps=20, eval_every=10, sample_every=0,
+                    checkpoint_every=10, out=str(out), optimizer="adam", lr=0.01)
+    settings.update(training)
+    return Config().replace(data={"corpus": str(corpus), "mode": mode},
+                            model={"hidden_size": 16, "dtype": "float64"}, training=settings)

@@ -1,0 +1,251 @@
+"""The command line: each command works end to end, and bad input gets one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.cli import main
+from conftest import REPO
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def train_tiny(corpus, out, *extra, mode="lines"):
+    return run("train", "--corpus", corpus, "--out", out, "--steps", 20,
+               "--set", "model.hidden_size=16", "--set", f"data.mode={mode}",
+               "--set", "training.eval_every=10", "--set", "training.sample_every=0", *extra)
+
+
+@pytest.fixture
+def names_model(names_file, tmp_path):
+    out = tmp_path / "names.npz"
+    train_tiny(names_file, out)
+    return out
+
+
+@pytest.fixture
+def text_model(text_file, tmp_path):
+    out = tmp_path / "text.npz"
+    train_tiny(text_file, out, "--set", "training.seq_length=20", mode="stream")
+    return out
+
+
+def test_train_writes_latest_best_and_log(names_model):
+    assert names_model.exists()
+    assert names_model.with_name("names.best.npz").exists()
+    assert names_model.with_name("names.jsonl").exists()
+    assert load_checkpoint(names_model).step == 20
+
+
+def test_sample_num_prints_that_many_names_and_a_novelty_summary(names_model):
+    result = run("sample", "--checkpoint", names_model, "--num", 7, "--seed", 3)
+    names = result.stdout.splitlines()
+    assert len(names) == 7 and all("\n" not in n for n in names)
+    assert "7 names:" in result.stderr and "new" in result.stderr
+
+
+def test_sample_novel_keeps_only_names_outside_the_corpus(names_model, names_file):
+    known = set(names_file.read_text().splitlines())
+    result = run("sample", "--checkpoint", names_model, "--num", 15, "--novel")
+    names = result.stdout.splitlines()
+    assert len(names) == 15 and not known & set(names)
+
+
+def test_sample_honours_seed(names_model):
+    a = run("sample", "--checkpoint", names_model, "--num", 10, "--seed", 1).stdout
+    b = run("sample", "--checkpoint", names_model, "--num", 10, "--seed", 1).stdout
+    c = run("sample", "--checkpoint", names_model, "--num", 10, "--seed", 2).stdout
+    assert a == b and a != c
+
+
+def test_sample_length_prints_prime_then_exactly_n_characters(text_model):
+    result = run("sample", "--checkpoint", text_model, "--length", 50, "--prime", "The ")
+    text = result.stdout[:-1]  # the trailing newline the command adds
+    assert text.startswith("The ") and len(text) == 4 + 50
+
+
+def test_greedy_is_deterministic_and_low_temperature_is_close_to_greedy(text_model):
+    greedy = run("sample", "--checkpoint", text_model, "--length", 40, "--greedy").stdout
+    other = run("sample", "--checkpoint", text_model, "--length", 40, "--greedy", "--seed",
+                9).stdout
+    cold = run("sample", "--checkpoint", text_model, "--length", 40, "--temperature",
+               "1e-6").stdout
+    assert greedy == other == cold
+
+
+def test_sample_output_file_is_utf8(text_model, tmp_path):
+    target = tmp_path / "out.txt"
+    run("sample", "--checkpoint", text_model, "--length", 30, "--output", target)
+    assert len(target.read_text(encoding="utf-8")) == 31
+
+
+def test_eval_json_reports_loss_and_out_of_vocabulary(text_model, tmp_path):
+    text = tmp_path / "eval.txt"
+    text.write_text("Now is the winter of our discontent ☃ made glorious summer", "utf-8")
+    result = json.loads(run("eval", "--checkpoint", text_model, text, "--json").stdout)
+    for key in ("nats_per_char", "bits_per_char", "perplexity", "characters",
+                "out_of_vocabulary"):
+        assert key in result
+    assert result["out_of_vocabulary"] == 1
+    assert result["bits_per_char"] == pytest.approx(result["nats_per_char"] / np.log(2))
+    assert result["perplexity"] == pytest.approx(np.exp(result["nats_per_char"]))
+    assert 0 < result["nats_per_char"] < 5
+
+
+def test_eval_in_lines_mode_matches_the_trainers_validation_loss(names_model, tmp_path):
+    from charrnn.train import start_run
+    saved = load_checkpoint(names_model)
+    run_state = start_run(saved.config)
+    run_state.params = saved.params
+    val_lines = run_state.corpus.val.lines(saved.vocab)
+    text = tmp_path / "val.txt"
+    text.write_text("\n".join(val_lines) + "\n", "utf-8")
+    result = json.loads(run("eval", "--checkpoint", names_model, text, "--json").stdout)
+    assert result["nats_per_char"] == pytest.approx(run_state.evaluate(None), rel=1e-9)
+    assert result["characters"] == sum(len(n) + 1 for n in val_lines)
+
+
+def test_gradcheck_passes_and_prints_a_table():
+    result = run("gradcheck")
+    for name in ("W_xh", "W_hh", "b_h", "W_hy", "b_y"):
+        assert name in result.output
+    assert "FAIL" not in result.output
+
+
+def test_gradcheck_on_a_checkpoint(names_model):
+    assert "all gradients agree" in run("gradcheck", "--checkpoint", names_model).output
+
+
+def test_gradcheck_fails_with_nonzero_exit_when_a_backward_is_wrong(monkeypatch):
+    import charrnn.model as model
+
+    original = model.softmax_loss_backward
+
+    def broken(scale, cache):
+        dh, dW_hy, db_y = original(scale, cache)
+        return dh, dW_hy, db_y * 1.01
+
+    monkeypatch.setattr(model, "softmax_loss_backward", broken)
+    result = run("gradcheck", ok=False)
+    assert result.exit_code != 0 and "FAIL" in result.output
+    assert "gradient check failed" in result.output
+
+
+# --- bad input: one line, non-zero exit, no traceback ---------------------------------------
+
+def one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    error_lines = [line for line in lines if line.startswith("Error")]
+    assert len(error_lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in error_lines[0], error_lines[0]
+
+
+def test_missing_corpus(tmp_path):
+    one_line_error(run("train", "--corpus", tmp_path / "nope.txt", "--out", tmp_path / "o.npz",
+                       ok=False), "not found", "nope.txt")
+
+
+def test_corpus_that_is_a_directory(tmp_path):
+    one_line_error(run("train", "--corpus", tmp_path, "--out", tmp_path / "o.npz", ok=False),
+                   "is a directory")
+
+
+def test_empty_corpus(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    one_line_error(run("train", "--corpus", empty, "--out", tmp_path / "o.npz", ok=False),
+                   "is empty")
+
+
+def test_corpus_shorter_than_a_chunk_per_stream(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("hello world, this is short")
+    one_line_error(run("train", "--corpus", short, "--out", tmp_path / "o.npz", "--set",
+                       "data.mode=stream", "--set", "training.batch_size=4", ok=False),
+                   "seq_length + 1", "batch_size=4")
+
+
+def test_corpus_that_is_not_utf8_names_the_byte_offset(tmp_path):
+    bad = tmp_path / "latin.txt"
+    bad.write_bytes(b"anna\nbj\xf6rn\n")
+    one_line_error(run("train", "--corpus", bad, "--out", tmp_path / "o.npz", ok=False),
+                   "byte offset 7", "line 2", "--encoding")
+    run("train", "--corpus", bad, "--out", tmp_path / "o.npz", "--encoding", "latin-1",
+        "--steps", 2, "--set", "model.hidden_size=4", "--set", "training.sample_every=0")
+
+
+def test_unknown_config_key_suggests_the_closest(tmp_path):
+    one_line_error(run("train", "--set", "training.learning_rate=0.1", ok=False),
+                   "unknown key 'learning_rate'", "did you mean 'lr'")
+    config = tmp_path / "c.yaml"
+    config.write_text("trainig:\n  steps: 3\n")
+    one_line_error(run("train", "--config", config, ok=False), "unknown section 'trainig'",
+                   "did you mean 'training'")
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("training.lr=-0.1", "training.lr: must be > 0"),
+    ("model.hidden_size=0", "model.hidden_size: must be >= 1"),
+    ("data.val_fraction=1.0", "data.val_fraction: must be < 1"),
+    ("data.val_fraction=-0.5", "data.val_fraction: must be >= 0"),
+    ("training.steps=many", "training.steps: expected int"),
+    ("training.optimizer=adamw", "did you mean 'adam'"),
+    ("model.hidden_size=10000000", "model.hidden_size: must be <= "),
+    ("training.seq_length=0", "training.seq_length: must be >= 1"),
+])
+def test_wrong_type_or_out_of_range_values(setting, fragment):
+    one_line_error(run("train", "--set", setting, ok=False), fragment)
+
+
+def test_invalid_yaml_says_where(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("training: {steps: 3\n")
+    one_line_error(run("train", "--config", config, ok=False), "c.yaml", "line")
+
+
+def test_missing_truncated_and_foreign_checkpoints(tmp_path, names_model):
+    one_line_error(run("sample", "--checkpoint", tmp_path / "none.npz", ok=False), "not found")
+    truncated = tmp_path / "cut.npz"
+    truncated.write_bytes(names_model.read_bytes()[:500])
+    one_line_error(run("sample", "--checkpoint", truncated, ok=False), "cut.npz")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.zeros(3))
+    one_line_error(run("sample", "--checkpoint", foreign, ok=False), "not a charrnn checkpoint")
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    one_line_error(run("eval", "--checkpoint", text, names_model, ok=False), "text.npz")
+
+
+def test_prime_with_characters_outside_the_vocabulary_lists_them(names_model):
+    one_line_error(run("sample", "--checkpoint", names_model, "--prime", "Zoë", ok=False),
+                   "'Z'", "'ë'")
+
+
+def test_num_and_length_together_are_refused(names_model):
+    result = run("sample", "--checkpoint", names_model, "--num", 3, "--length", 10, ok=False)
+    assert result.exit_code == 2 and "exclude each other" in result.output
+
+
+def test_temperature_must_be_positive(names_model):
+    result = run("sample", "--checkpoint", names_model, "--temperature", 0, ok=False)
+    assert result.exit_code == 2 and "must be > 0" in result.output
+
+
+def test_shipped_configs_are_valid():
+    from charrnn.config import load_config
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_config(path)
+        assert (REPO / config.data.corpus).exists(), path

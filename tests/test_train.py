@@ -1,0 +1,136 @@
+"""The trainer: it learns, it is reproducible, and a resumed run continues bit for bit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.train import Run, best_path, log_path, start_run, train
+from conftest import tiny_config
+
+
+def quiet(kind, text):
+    pass
+
+
+def test_training_on_names_lowers_validation_loss_below_a_bound(names_file, tmp_path):
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=400, eval_every=100,
+                         batch_size=32, lr=0.01)
+    untrained = start_run(config).evaluate(None)
+    result = train(config, progress=False, report=quiet)
+    # uniform over 27 symbols is 3.30 nats; letter frequencies alone give about 2.9
+    assert untrained > 3.2
+    assert result.best_val_loss < 2.45, result.history
+    saved = load_checkpoint(best_path(config.training.out))
+    assert saved.meta["best_val_loss"] == pytest.approx(result.best_val_loss)
+
+
+def test_same_config_and_seed_give_bit_identical_checkpoints(names_file, tmp_path):
+    outs = []
+    for name in ("a.npz", "b.npz"):
+        config = tiny_config(names_file, tmp_path / name)
+        train(config, progress=False, report=quiet)
+        outs.append(load_checkpoint(config.training.out))
+    for key in outs[0].params:
+        assert np.array_equal(outs[0].params[key], outs[1].params[key]), key
+    other = tiny_config(names_file, tmp_path / "c.npz", seed=1)
+    train(other, progress=False, report=quiet)
+    assert not np.array_equal(load_checkpoint(other.training.out).params["W_hh"],
+                              outs[0].params["W_hh"])
+
+
+@pytest.mark.parametrize("mode", ["lines", "stream"])
+def test_resume_matches_uninterrupted_run(mode, names_file, text_file, tmp_path):
+    corpus = names_file if mode == "lines" else text_file
+    whole = tiny_config(corpus, tmp_path / "whole.npz", mode, steps=30)
+    train(whole, progress=False, report=quiet)
+    first = tiny_config(corpus, tmp_path / "part.npz", mode, steps=13)
+    train(first, progress=False, report=quiet)
+    resumed = first.replace(training={"steps": 30})
+    train(resumed, resume=first.training.out, progress=False, report=quiet)
+    a, b = load_checkpoint(whole.training.out), load_checkpoint(first.training.out)
+    assert a.step == b.step == 30
+    for key in a.params:
+        assert np.array_equal(a.params[key], b.params[key]), key
+    for key in a.optimizer_state:
+        assert np.array_equal(a.optimizer_state[key], b.optimizer_state[key]), key
+    if mode == "stream":
+        assert np.array_equal(a.hidden, b.hidden)
+
+
+def test_resume_at_or_past_steps_does_nothing(names_file, tmp_path):
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=10)
+    train(config, progress=False, report=quiet)
+    before = (tmp_path / "n.npz").read_bytes()
+    messages = []
+    result = train(config, resume=config.training.out, progress=False,
+                   report=lambda kind, text: messages.append(text))
+    assert result.step == 10 and "nothing to do" in messages[-1]
+    assert (tmp_path / "n.npz").read_bytes() == before
+
+
+def test_metrics_log_records_each_evaluation(names_file, tmp_path):
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=30, eval_every=10)
+    train(config, progress=False, report=quiet)
+    records = [json.loads(line) for line in log_path(config.training.out).read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20, 30]
+    for record in records:
+        assert record["val_loss"] > 0 and record["grad_norm"] > 0
+        assert 0 <= record["clip_fraction"] <= 1 and record["sigma_max_W_hh"] > 0
+        assert record["val_bpc"] == pytest.approx(record["val_loss"] / np.log(2))
+
+
+def test_csv_log_has_a_header_and_a_row_per_evaluation(names_file, tmp_path):
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=20, log_format="csv")
+    train(config, progress=False, report=quiet)
+    rows = log_path(config.training.out, "csv").read_text().splitlines()
+    assert rows[0].startswith("step,chars_seen,train_loss") and len(rows) == 3
+
+
+def test_patience_stops_when_validation_stops_improving(names_file, tmp_path, monkeypatch):
+    losses = iter([3.0, 2.0, 2.5, 2.1, 2.2, 1.0, 0.5])
+    monkeypatch.setattr(Run, "evaluate", lambda self, max_chars: next(losses))
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=1000, eval_every=2, patience=3)
+    messages = []
+    result = train(config, progress=False, report=lambda kind, text: messages.append(text))
+    assert result.stopped_early and result.step == 10  # 2.5, 2.1, 2.2 none below 2.0
+    assert result.best_val_loss == 2.0 and "stopping early at step 10" in messages[-1]
+    assert load_checkpoint(config.training.out).step == 10
+
+
+def test_init_from_keeps_the_vocabulary_and_refuses_new_characters(names_file, tmp_path):
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=5)
+    train(config, progress=False, report=quiet)
+    other = tmp_path / "other.txt"
+    other.write_text("anna\nbob\n", encoding="utf-8")
+    tuned = tiny_config(other, tmp_path / "t.npz", steps=3).replace(model={"hidden_size": 4})
+    result = train(tuned, init_from=config.training.out, progress=False, report=quiet)
+    saved = load_checkpoint(result.out)
+    assert saved.vocab == load_checkpoint(config.training.out).vocab
+    assert saved.params["W_hh"].shape == (16, 16)  # the checkpoint's model, not the config's
+    bad = tmp_path / "bad.txt"
+    bad.write_text("zoë\nÅsa\n", encoding="utf-8")
+    from charrnn.errors import CharRNNError
+    with pytest.raises(CharRNNError, match="'Å', 'ë'"):
+        train(tiny_config(bad, tmp_path / "x.npz"), init_from=config.training.out,
+              progress=False, report=quiet)
+
+
+def test_stream_mode_carries_hidden_state_between_chunks(text_file, tmp_path):
+    run = start_run(tiny_config(text_file, tmp_path / "s.npz", "stream"))
+    run.train_step()
+    carried = run.hidden.copy()
+    assert np.abs(carried).sum() > 0
+    batch_was_reset = run.batches.next().reset
+    assert not batch_was_reset
+
+
+def test_float32_training_keeps_float32_weights(names_file, tmp_path):
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=5).replace(
+        model={"dtype": "float32"})
+    train(config, progress=False, report=quiet)
+    saved = load_checkpoint(config.training.out)
+    assert all(value.dtype == np.float32 for value in saved.params.values())
