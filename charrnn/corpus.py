@@ -239,10 +239,13 @@ def eval_batches(split: Split, mode: str, batch_size: int, seq_length: int,
         for first in range(0, count, batch_size):
             yield gather_lines(split, np.arange(first, min(first + batch_size, count)))
         return
-    tokens = split.tokens if max_chars is None else split.tokens[: max_chars + 1]
+    tokens = split.tokens
     streams = max(1, min(batch_size, (len(tokens) - 1) // max(seq_length, 1)))
-    length = len(tokens) // streams
-    grid = tokens[: streams * length].reshape(streams, length).T  # (time, stream)
+    stride = len(tokens) // streams
+    # with max_chars, the first max_chars / streams characters of each stream: a sample spread
+    # over the whole split, not just its beginning
+    length = stride if max_chars is None else max(2, min(stride, max_chars // streams + 1))
+    grid = tokens[: streams * stride].reshape(streams, stride)[:, :length].T  # (time, stream)
     for first in range(0, length - 1, seq_length):
         last = min(first + seq_length, length - 1)
         yield Batch(grid[first:last], grid[first + 1: last + 1], None, first == 0)

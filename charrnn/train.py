@@ -31,7 +31,7 @@ from charrnn.corpus import Corpus, LineBatches, StreamBatches, load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_split
 from charrnn.model import init_params, loss_and_grads
-from charrnn.optim import clip_gradients, grad_norm, make_optimizer
+from charrnn.optim import Layout, clip_gradients, grad_norm, make_optimizer
 from charrnn.sample import sample_names, sample_text
 
 LN2 = math.log(2.0)
@@ -139,9 +139,13 @@ class Run:
                  hidden: np.ndarray | None = None):
         self.config = config
         self.corpus = corpus
-        self.params = params
         training = config.training
-        self.optimizer = make_optimizer(training.optimizer, params, training)
+        dtype = config.model.dtype
+        self.layout = Layout({name: value.shape for name, value in params.items()})
+        self.flat_params = self.layout.flatten(params, dtype=dtype)
+        self.params = self.layout.views(self.flat_params)  # views: updates reach them in place
+        self.flat_grad = np.empty_like(self.flat_params)
+        self.optimizer = make_optimizer(self.layout, training, dtype)
         meta = meta or {}
         if optimizer_state:
             self.optimizer.load_state(optimizer_state, int(meta.get("optimizer_t", step)))
@@ -152,7 +156,6 @@ class Run:
         self.best_val_loss = meta.get("best_val_loss")
         self.evals_since_best = int(meta.get("evals_since_best", 0))
         self.chars_seen = int(meta.get("chars_seen", 0))
-        dtype = config.model.dtype
         if corpus.mode == "stream":
             self.batches = StreamBatches(corpus.train, training.batch_size, training.seq_length,
                                          where=f"corpus {config.data.corpus}")
@@ -190,16 +193,17 @@ class Run:
             h0 = self.hidden
         nll_sum, count, grads, _, h_last = loss_and_grads(
             self.params, batch.x, batch.y, h0, batch.mask, self.config.model.activation)
-        norm = grad_norm(grads)
+        grad = self.layout.flatten(grads, out=self.flat_grad)
+        norm = grad_norm(grad)
         if not (math.isfinite(nll_sum) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(nll_sum) else "gradient norm"
             raise CharRNNError(
                 f"step {self.step + 1}: the {what} is not finite; the weights were not updated "
                 f"and the last saved checkpoint is kept. Lower training.lr, or turn clipping on "
                 f"(training.clip_mode: value)")
-        clip_fraction = clip_gradients(grads, training.clip_mode, training.clip, norm)
+        clip_fraction = clip_gradients(grad, training.clip_mode, training.clip, norm)
         self.optimizer.lr = training.lr * training.lr_decay ** (self.step // training.eval_every)
-        self.optimizer.update(self.params, grads)
+        self.optimizer.update(self.flat_params, grad)
         if self.hidden is not None:
             self.hidden = h_last  # carried to the next chunk, not backpropagated through
         self.step += 1

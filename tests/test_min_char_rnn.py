@@ -73,7 +73,7 @@ def test_min_char_rnn_config_reproduces_the_reference_step_by_step(text_file, tm
     for name, value in run.params.items():
         np.testing.assert_allclose(value.reshape(reference[name].shape), reference[name],
                                    rtol=1e-9, atol=1e-10, err_msg=name)
-        np.testing.assert_allclose(run.optimizer.state[f"mem.{name}"].reshape(
+        np.testing.assert_allclose(run.optimizer.state_arrays()[f"mem.{name}"].reshape(
             reference[name].shape), memory[name], rtol=1e-8, atol=1e-12, err_msg=name)
     np.testing.assert_allclose(run.hidden.reshape(-1, 1), hprev, rtol=1e-8, atol=1e-9)
 
