@@ -7,12 +7,19 @@ Keys (all plain arrays; text is stored as 0-d unicode arrays):
     W_xh (H, V), W_hh (H, H), b_h (H,), W_hy (V, H), b_y (V,)     the weights (float32 or float64)
     opt.<slot>.<param>   optimizer state, shaped like the parameter (e.g. opt.mem.W_xh)
     h               (B, H) hidden state carried between chunks (stream mode)
+
+A checkpoint may come from anywhere, so loading trusts nothing in it: the zip directory and every
+.npy header are read first, an array is only allocated once its header agrees with the bytes that
+hold it and with the shapes the stored config and vocabulary imply, and nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -23,12 +30,17 @@ import numpy as np
 from charrnn.config import Config, config_from_yaml_text
 from charrnn.errors import CharRNNError
 from charrnn.model import PARAM_NAMES, param_shapes
-from charrnn.vocab import Vocabulary
+from charrnn.vocab import MAX_VOCAB_SIZE, Vocabulary
 
 FORMAT_NAME = "charrnn-checkpoint"
 FORMAT_VERSION = 1
 MAX_ARRAY_BYTES = 8 * 2**30  # no array of a checkpoint we could write is this large
+MAX_DEFLATE_RATIO = 1032  # DEFLATE cannot expand data more than this; more is a zip bomb
+TEXT_KEYS = ("format", "config", "meta")
 TEMP_SUFFIX = ".tmp"
+
+# meta entries the trainer reads back, and what each must be; other entries are kept as they are
+META_COUNTS = ("step", "optimizer_t", "evals_since_best", "chars_seen", "stream_position")
 
 
 @dataclass
@@ -47,9 +59,21 @@ class Checkpoint:
         return int(self.meta.get("step", 0))
 
 
+# --- writing -----------------------------------------------------------------------------------
+
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write atomically: a temporary file in the same directory, fsync, then os.replace."""
+    """Write atomically: a temporary file in the same directory, fsync, then os.replace.
+
+    Weights holding NaN or infinity are refused, so a diverged run never replaces the last good
+    checkpoint with one that cannot be loaded.
+    """
     path = Path(path)
+    for name, value in checkpoint.params.items():
+        if not np.all(np.isfinite(value)):
+            raise CharRNNError(
+                f"not writing checkpoint {path}: at step {checkpoint.step} {name} holds NaN or "
+                f"infinite values (the run diverged); the previous checkpoint there is "
+                f"unchanged. Lower training.lr, or turn clipping on (training.clip_mode: value)")
     arrays = {
         "format": np.array(FORMAT_NAME),
         "version": np.array(FORMAT_VERSION, dtype=np.int64),
@@ -65,13 +89,15 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
             raise IsADirectoryError(21, "Is a directory")
+        mode = _file_mode(path)
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
                                          dir=path.parent)
-    except OSError as error:
-        raise CharRNNError(f"cannot write checkpoint {path}: {error.strerror or error}; choose "
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        raise CharRNNError(f"cannot write checkpoint {path}: {_reason(error)}; choose "
                            f"another --out or free the path") from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)  # mkstemp's 0600 would hide it from other users
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
@@ -79,11 +105,25 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         _fsync_directory(path.parent)
     except OSError as error:
         _remove_quietly(temp_name)
-        raise CharRNNError(f"cannot write checkpoint {path}: {error.strerror or error}; the "
+        raise CharRNNError(f"cannot write checkpoint {path}: {_reason(error)}; the "
                            f"previous checkpoint there is unchanged") from None
     except BaseException:
         _remove_quietly(temp_name)
         raise
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or _short(error)
+
+
+def _file_mode(path: Path) -> int:
+    """The mode the checkpoint would get if written directly: the old file's, else the umask's."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -111,33 +151,81 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     path = Path(path)
     removed = []
     if path.parent.is_dir():
-        for stale in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
+        # escaped: in 'run[1].npz' the brackets are part of the name, not a pattern
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
             _remove_quietly(stale)
             removed.append(stale)
     return removed
 
 
-def _array_headers(path: Path, where: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of every array in the archive, read from the headers alone."""
+# --- reading -----------------------------------------------------------------------------------
+
+@dataclass
+class _Header:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _array_headers(path: Path, where: str) -> dict[str, _Header]:
+    """Shape and dtype of every array in the archive, read from the headers alone.
+
+    A header's claimed size must fit in the bytes its zip member holds, so no later read can be
+    made to allocate more memory than the file could fill.
+    """
     headers = {}
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise CharRNNError(f"{where}: unexpected member {info.filename!r}; "
-                                       f"not a charrnn checkpoint")
+                name = info.filename
+                if not name.endswith(".npy"):
+                    raise CharRNNError(f"{where}: unexpected member {name!r}; not a charrnn "
+                                       f"checkpoint")
+                key = name[: -len(".npy")]
+                if key in headers:
+                    raise CharRNNError(f"{where}: array {key!r} is stored twice; the file is "
+                                       f"damaged or forged")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise CharRNNError(f"{where}: array {key!r} uses a compression charrnn does "
+                                       f"not read; pass a .npz written by charrnn train")
+                if (info.compress_type == zipfile.ZIP_DEFLATED
+                        and info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 1024):
+                    raise CharRNNError(f"{where}: array {key!r} claims to expand from "
+                                       f"{info.compress_size} to {info.file_size} bytes; "
+                                       f"refusing a zip bomb")
                 with archive.open(info) as member:
                     version = np.lib.format.read_magic(member)
                     if version == (1, 0):
                         shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-                    else:
+                    elif version == (2, 0):
                         shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-                headers[info.filename[: -len(".npy")]] = (shape, dtype)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError,
-            SyntaxError, TypeError) as error:
+                    else:
+                        raise CharRNNError(f"{where}: array {key!r} has .npy format version "
+                                           f"{version}, which charrnn never writes")
+                    data_bytes = info.file_size - member.tell()
+                headers[key] = _Header(shape, dtype)
+                _check_claimed_size(key, shape, dtype, data_bytes, where)
+    except CharRNNError:
+        raise
+    except Exception as error:  # noqa: BLE001 - untrusted bytes: any parse failure is "not ours"
         raise CharRNNError(f"{where} is not a readable charrnn checkpoint ({_short(error)}); "
                            f"pass a .npz written by charrnn train") from None
     return headers
+
+
+def _check_claimed_size(key: str, shape: tuple, dtype: np.dtype, data_bytes: int,
+                        where: str) -> None:
+    if dtype.hasobject:
+        raise CharRNNError(f"{where}: array {key!r} holds Python objects (pickle); refusing to "
+                           f"load it, since loading could run code")
+    if any(n < 0 for n in shape):
+        raise CharRNNError(f"{where}: array {key!r} claims shape {shape}, which has a negative "
+                           f"size; the file is damaged or forged")
+    size = math.prod(shape) * dtype.itemsize  # exact: no float rounding, no overflow
+    if size > MAX_ARRAY_BYTES or size > data_bytes:
+        claimed = str(shape) if len(str(shape)) <= 60 else str(shape)[:57] + "..."
+        raise CharRNNError(f"{where}: array {key!r} claims shape {claimed}, more than the "
+                           f"{max(data_bytes, 0)} bytes stored for it; refusing to allocate it "
+                           f"(the file is truncated or forged)")
 
 
 def _short(error: BaseException) -> str:
@@ -146,7 +234,11 @@ def _short(error: BaseException) -> str:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint; anything amiss is a CharRNNError, never a traceback."""
+    """Read and validate a checkpoint; anything amiss is a CharRNNError, never a traceback.
+
+    Order matters: headers first, then the small records (format, version, config, meta, vocab),
+    which fix the shapes every weight must have; only then are the weights read.
+    """
     path = Path(path)
     where = f"checkpoint {path}"
     if not path.exists():
@@ -155,84 +247,145 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if path.is_dir():
         raise CharRNNError(f"{where} is a directory; pass the .npz file")
     headers = _array_headers(path, where)
-    for name, (shape, dtype) in headers.items():
-        if dtype.hasobject:
-            raise CharRNNError(f"{where}: array {name!r} holds Python objects (pickle); refusing "
-                               f"to load it, since loading could run code")
-        size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-        if size > MAX_ARRAY_BYTES:
-            raise CharRNNError(f"{where}: array {name!r} claims shape {shape}, too large to be a "
-                               f"charrnn checkpoint; refusing to allocate it")
     for required in ("format", "version", "config", "meta", "vocab", *PARAM_NAMES):
         if required not in headers:
             raise CharRNNError(f"{where}: missing {required!r}; not a charrnn checkpoint, or "
                                f"written by another program")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in headers}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+            def read(name: str) -> np.ndarray:
+                try:
+                    return archive[name]
+                except Exception as error:  # noqa: BLE001 - as in _array_headers
+                    raise CharRNNError(f"{where} is damaged: array {name!r} cannot be read "
+                                       f"({_short(error)}); use an earlier checkpoint (e.g. the "
+                                       f".best.npz beside it)") from None
+
+            config, vocab, meta = _records(read, headers, where)
+            expected = _expected_shapes(config, vocab, headers, where)
+            arrays = {name: read(name) for name in expected}
+    except CharRNNError:
+        raise
+    except Exception as error:  # noqa: BLE001 - opening the archive is parsing untrusted bytes
         raise CharRNNError(f"{where} is damaged ({_short(error)}); use an earlier checkpoint "
                            f"(e.g. the .best.npz beside it)") from None
-    return _checkpoint_from_arrays(arrays, where)
+    return _checkpoint_from_arrays(config, vocab, meta, arrays, where)
 
 
-def _text(arrays: dict, name: str, where: str) -> str:
-    value = arrays[name]
-    if value.shape != () or value.dtype.kind != "U":
-        raise CharRNNError(f"{where}: {name!r} is not text; not a charrnn checkpoint")
-    return str(value)
-
-
-def _checkpoint_from_arrays(arrays: dict[str, np.ndarray], where: str) -> Checkpoint:
-    if _text(arrays, "format", where) != FORMAT_NAME:
+def _records(read, headers: dict[str, _Header], where: str) -> tuple[Config, Vocabulary, dict]:
+    """The format, version, config, meta and vocab records, each checked before the next."""
+    for name in TEXT_KEYS:
+        header = headers[name]
+        if header.shape != () or header.dtype.kind != "U":
+            raise CharRNNError(f"{where}: {name!r} is not text; not a charrnn checkpoint")
+    if str(read("format")) != FORMAT_NAME:
         raise CharRNNError(f"{where}: not a charrnn checkpoint (format field differs)")
-    version = arrays["version"]
-    if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
-        raise CharRNNError(f"{where}: checkpoint format version {version!r} is not supported "
+    header = headers["version"]
+    version = read("version") if header.shape == () and header.dtype.kind in "iu" else None
+    if version is None or int(version) != FORMAT_VERSION:
+        shown = "unreadable" if version is None else int(version)
+        raise CharRNNError(f"{where}: checkpoint format version {shown} is not supported "
                            f"(this charrnn reads version {FORMAT_VERSION})")
     try:
-        meta = json.loads(_text(arrays, "meta", where))
-    except json.JSONDecodeError:
+        config = config_from_yaml_text(str(read("config")), f"{where} config")
+    except CharRNNError as error:
+        raise CharRNNError(f"{where}: stored config is invalid: {error}") from None
+    except (ValueError, RecursionError) as error:  # an integer of 5000 digits, deep nesting
+        raise CharRNNError(f"{where}: stored config cannot be parsed ({_short(error)}); the "
+                           f"file is damaged") from None
+    meta = _meta(str(read("meta")), where)
+    header = headers["vocab"]
+    if (len(header.shape) != 1 or header.dtype.kind not in "iu"
+            or header.shape[0] > MAX_VOCAB_SIZE):
+        raise CharRNNError(f"{where}: vocab is not a list of character codes; file is damaged")
+    try:
+        vocab = Vocabulary(read("vocab"))
+    except CharRNNError as error:
+        raise CharRNNError(f"{where}: {error}") from None
+    return config, vocab, meta
+
+
+def _meta(text: str, where: str) -> dict:
+    """The meta record as a dict whose entries the trainer reads back have sane types."""
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError):
         raise CharRNNError(f"{where}: its meta record is not JSON; the file is damaged") from None
     if not isinstance(meta, dict):
         raise CharRNNError(f"{where}: its meta record is not a JSON object; the file is damaged")
-    try:
-        config = config_from_yaml_text(_text(arrays, "config", where), f"{where} config")
-    except CharRNNError as error:
-        raise CharRNNError(f"{where}: stored config is invalid: {error}") from None
-    codes = arrays["vocab"]
-    if codes.ndim != 1 or codes.dtype.kind not in "iu":
-        raise CharRNNError(f"{where}: vocab is not a list of character codes; file is damaged")
-    vocab = Vocabulary(codes)
+    for key in META_COUNTS:
+        value = meta.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CharRNNError(f"{where}: meta {key!r} is {value!r}, not a count; the file is "
+                               f"damaged")
+    best = meta.get("best_val_loss")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+        raise CharRNNError(f"{where}: meta 'best_val_loss' is {best!r}, not a number; the file "
+                           f"is damaged")
+    if not isinstance(meta.get("stream_started", False), bool):
+        raise CharRNNError(f"{where}: meta 'stream_started' is not true or false; the file is "
+                           f"damaged")
+    if "rng_state" in meta:
+        try:
+            np.random.default_rng().bit_generator.state = meta["rng_state"]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise CharRNNError(f"{where}: its random generator state is invalid, so the run "
+                               f"could not resume exactly; the file is damaged") from None
+    return meta
+
+
+def _expected_shapes(config: Config, vocab: Vocabulary, headers: dict[str, _Header],
+                     where: str) -> dict[str, tuple[int, ...]]:
+    """The shape each remaining array must have, checked against its header before it is read."""
     hidden_size = config.model.hidden_size
     shapes = param_shapes(len(vocab), hidden_size)
-    params = {}
-    for name in PARAM_NAMES:
-        value = arrays[name]
-        if value.dtype not in (np.float32, np.float64):
-            raise CharRNNError(f"{where}: {name} has dtype {value.dtype}, expected float32 or "
+    expected = dict(shapes)
+    slots: dict[str, set[str]] = {}
+    for key in headers:
+        if key in TEXT_KEYS or key in ("version", "vocab") or key in shapes:
+            continue
+        slot, _, param = key.partition(".")[2].rpartition(".")
+        if key.startswith("opt.") and slot and param in shapes:
+            slots.setdefault(slot, set()).add(param)
+            expected[key] = shapes[param]
+        elif key == "h":
+            streams = headers[key].shape[0] if len(headers[key].shape) == 2 else -1
+            expected[key] = (streams, hidden_size)
+        else:
+            raise CharRNNError(f"{where}: unexpected array {key!r}; not a charrnn checkpoint of "
+                               f"format version {FORMAT_VERSION}")
+    for slot, params in slots.items():
+        if params != set(shapes):
+            missing = ", ".join(sorted(set(shapes) - params))
+            raise CharRNNError(f"{where}: optimizer state {slot!r} lacks {missing}; the file is "
+                               f"damaged")
+    for name, shape in expected.items():
+        header = headers[name]
+        if header.dtype not in (np.float32, np.float64):
+            raise CharRNNError(f"{where}: {name} has dtype {header.dtype}, expected float32 or "
                                f"float64; file is damaged")
-        if value.shape != shapes[name]:
-            raise CharRNNError(f"{where}: {name} has shape {value.shape}, but a vocabulary of "
+        if header.shape != shape or (name == "h" and shape[0] < 1):
+            raise CharRNNError(f"{where}: {name} has shape {header.shape}, but a vocabulary of "
                                f"{len(vocab)} and hidden_size {hidden_size} need "
-                               f"{shapes[name]}; the file is damaged or edited")
-        params[name] = value.astype(config.model.dtype, copy=False)
-    optimizer_state = {}
-    for key, value in arrays.items():
-        if key.startswith("opt."):
-            param = key.rsplit(".", 1)[-1]
-            if param not in shapes or value.shape != shapes[param]:
-                raise CharRNNError(f"{where}: optimizer state {key} does not fit the weights; "
-                                   f"the file is damaged")
-            optimizer_state[key[len("opt."):]] = value.astype(config.model.dtype, copy=False)
-    hidden = arrays.get("h")
-    if hidden is not None:
-        if hidden.ndim != 2 or hidden.shape[1] != hidden_size:
-            raise CharRNNError(f"{where}: carried hidden state has shape {hidden.shape}, "
-                               f"expected (streams, {hidden_size}); the file is damaged")
-        hidden = hidden.astype(config.model.dtype, copy=False)
+                               f"{_shape_text(shape)}; the file is damaged or edited")
+    return expected
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(streams, " + str(shape[1]) + ")" if shape and shape[0] == -1 else str(shape)
+
+
+def _checkpoint_from_arrays(config: Config, vocab: Vocabulary, meta: dict,
+                            arrays: dict[str, np.ndarray], where: str) -> Checkpoint:
+    dtype = config.model.dtype
+    params = {name: arrays[name].astype(dtype, copy=False) for name in PARAM_NAMES}
     for name, value in params.items():
         if not np.all(np.isfinite(value)):
             raise CharRNNError(f"{where}: {name} holds NaN or infinite values; use an earlier "
                                f"checkpoint")
+    optimizer_state = {key[len("opt."):]: value.astype(dtype, copy=False)
+                       for key, value in arrays.items() if key.startswith("opt.")}
+    hidden = arrays.get("h")
+    if hidden is not None:
+        hidden = hidden.astype(dtype, copy=False)
     return Checkpoint(config, vocab, params, optimizer_state, hidden, meta)

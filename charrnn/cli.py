@@ -14,7 +14,7 @@ from charrnn.cli_support import default_checkpoint, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, with_overrides
 from charrnn.corpus import build_corpus, read_text
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate_text
+from charrnn.evaluate import evaluate_corpus_split, evaluate_text
 from charrnn.gradcheck import TOLERANCE, run_gradcheck
 from charrnn.sample import sample_names, sample_text
 from charrnn.train import TrainingInterrupted
@@ -209,16 +209,23 @@ def gradcheck(config_path, checkpoint, seed):
 @main.command(name="eval")
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="model to evaluate [default: the default config's training.out]")
-@click.argument("textfile", type=click.Path(dir_okay=False))
+@click.argument("textfile", type=click.Path(dir_okay=False), required=False)
+@click.option("--split", type=click.Choice(["val", "train"]),
+              help="instead of TEXTFILE: the checkpoint's own corpus split, cut as in training")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--encoding", default="utf-8", show_default=True, help="text encoding")
 @friendly_errors
-def eval_command(checkpoint, textfile, as_json, encoding):
-    """Loss of a checkpoint on TEXTFILE: nats/char, bits/char, perplexity."""
+def eval_command(checkpoint, textfile, split, as_json, encoding):
+    """Loss of a checkpoint on TEXTFILE (or --split val): nats/char, bits/char, perplexity."""
+    if (textfile is None) == (split is None):
+        raise click.UsageError("give a TEXTFILE or --split val, exactly one of them")
     saved = load_checkpoint(Path(checkpoint) if checkpoint else default_checkpoint())
-    text = read_text(textfile, encoding, "strict", what="text")
-    result = evaluate_text(saved.params, saved.vocab, text, saved.config.data.mode,
-                           saved.config.model.activation)
+    if split:
+        result = evaluate_corpus_split(saved, split)
+    else:
+        text = read_text(textfile, encoding, "strict", what="text")
+        result = evaluate_text(saved.params, saved.vocab, text, saved.config.data.mode,
+                               saved.config.model.activation)
     if as_json:
         click.echo(json.dumps(result))
         return

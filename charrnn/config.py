@@ -75,8 +75,8 @@ class TrainingConfig:
     seed: int = _spec(0, low=0, doc="seeds weights, batches and samples")
     eval_every: int = _spec(250, low=1, doc="steps between validation evaluations")
     eval_max_chars: int | None = _spec(None, low=1, nullable=True,
-                                       doc="evaluate on at most this many validation characters "
-                                           "during training (the final evaluation uses all)")
+                                       doc="evaluate on about this many validation "
+                                           "characters, spread over the split; null: all of it")
     sample_every: int = _spec(1000, low=0, doc="steps between printed samples; 0: never")
     sample_length: int = _spec(200, low=1, doc="characters in a printed sample (stream mode)")
     checkpoint_every: int = _spec(500, low=0, doc="steps between checkpoint saves; 0: at the end")

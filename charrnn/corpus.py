@@ -39,16 +39,24 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict",
     except OSError as error:
         raise CharRNNError(f"{what} {path} cannot be read: {error.strerror}; check its "
                            f"permissions") from None
+    except ValueError:  # a NUL byte in the path
+        raise CharRNNError(f"{what} path {str(path)!r} holds a NUL character; pass a real "
+                           f"file name") from None
     try:
         text = raw.decode(encoding, errors=errors)
-    except LookupError:
+    except (LookupError, ValueError) as error:
+        if isinstance(error, UnicodeDecodeError):
+            line = raw.count(b"\n", 0, error.start) + 1
+            raise CharRNNError(f"{what} {path} is not valid {encoding}: byte offset "
+                               f"{error.start} (line {line}) {error.reason}; re-save it as "
+                               f"{encoding}, or pass --encoding, or set data.errors: "
+                               f"replace") from None
+        if isinstance(error, UnicodeError):  # codecs such as punycode give no offset
+            raise CharRNNError(f"{what} {path} cannot be decoded as {encoding}: "
+                               f"{str(error).splitlines()[0]}; pass another --encoding, or "
+                               f"set data.errors: replace") from None
         raise CharRNNError(f"{what} {path}: unknown encoding {encoding!r}; use e.g. "
                            f"utf-8 or latin-1") from None
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise CharRNNError(f"{what} {path} is not valid {encoding}: byte offset {error.start} "
-                           f"(line {line}) {error.reason}; re-save it as {encoding}, or pass "
-                           f"--encoding, or set data.errors: replace") from None
     if not text:
         raise CharRNNError(f"{what} {path} is empty; give it some text")
     return text
@@ -118,6 +126,7 @@ def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarra
     n_val = int(round(count * val_fraction))
     if val_fraction > 0 and n_val == 0 and count >= 2:
         n_val = 1
+    n_val = min(n_val, count - 1)  # at least one line is left to train on
     order = np.random.default_rng([seed, 0x5EED]).permutation(count)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 

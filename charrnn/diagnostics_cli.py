@@ -111,7 +111,7 @@ def gradflow(checkpoint, text_file, prime, length, impulse, as_json, plot_path):
     ids = saved.vocab.encode(text, source)
     x, y = ids[:-1], ids[1:]
     activation = saved.config.model.activation
-    header = {"checkpoint": str(path), "activation": activation,
+    header = {"checkpoint": str(path), "checkpoint_step": saved.step, "activation": activation,
               "hidden_size": saved.params["W_hh"].shape[0], "vocab_size": len(saved.vocab),
               "text_source": source, "text": text, "length": len(x),
               "lines_crossed": _lines_crossed(saved, text)}
@@ -147,14 +147,15 @@ def _lines_crossed(saved: Checkpoint, text: str) -> int:
 
 def _echo_header(header: dict) -> None:
     shown = header["text"] if len(header["text"]) <= 70 else header["text"][:67] + "..."
-    click.echo(f"checkpoint {header['checkpoint']}: {header['activation']}, hidden "
+    click.echo(f"checkpoint {header['checkpoint']} (step {header['checkpoint_step']}): "
+               f"{header['activation']}, hidden "
                f"{header['hidden_size']}, vocabulary {header['vocab_size']}; analysed in float64")
     click.echo(f"text: {header['length']} inputs (+1 target) from {header['text_source']}: "
                f"{shown!r}")
 
 
 def _decay_words(decay: Decay, what: str, per: str = "per step back",
-                 start: str = "lag 0") -> str:
+                 unit: str = "lag") -> str:
     rate = decay.rate_per_step
     if rate is None:
         return f"{what}: too few nonzero values to fit a rate"
@@ -162,9 +163,11 @@ def _decay_words(decay: Decay, what: str, per: str = "per step back",
     tenfold = ("" if decay.steps_per_tenfold is None
                else f" (10x every {decay.steps_per_tenfold:.1f} steps)")
     fraction = f"1/{1 / VANISHED:g}"
-    died = (f"never below {fraction} of its size at {start} here" if decay.vanished_at_lag is None
-            else f"below {fraction} of its size at {start} from step {decay.vanished_at_lag}")
-    return f"{what}: {trend} x{rate:.3f} {per}{tenfold}; {died}"
+    if decay.vanished_at_lag is not None:
+        died = f"; below {fraction} of its size at {unit}=0 from {unit}={decay.vanished_at_lag}"
+    else:
+        died = f"; never below {fraction} of its size at {unit}=0 here" if rate < 1 else ""
+    return f"{what}: {trend} x{rate:.3f} {per}{tenfold}{died}"
 
 
 def _echo_rows(values: np.ndarray, label: str) -> None:
@@ -206,7 +209,7 @@ def _echo_gradflow(flow: GradFlow, text: str) -> None:
     s = flow.singular_values
     click.echo("3. what sets the rate: W_hh and the activations along the chunk")
     click.echo(f"  singular values of W_hh: largest {s[0]:.3f}, {int((s > 1).sum())} of {len(s)} "
-               f"above 1; spectral radius {flow.spectral_radius:.3f}")
+               f"above 1")
     if flow.saturated is not None:
         click.echo(f"  hidden values with |h| > {SATURATION}: {flow.saturated:.1%}; mean "
                    f"tanh'(a) = 1 - h^2: {flow.mean_derivative:.3f}")
@@ -226,7 +229,7 @@ def _echo_impulse(impulse: Impulse) -> None:
         click.echo(f"  {t:>4}" + "".join(f"{v:>11.3e}" for v in impulse.scalar[t])
                    + f"{impulse.model_gain[t]:>11.3e}{impulse.linear_gain[t]:>12.3e}")
     for what, decay in (("model", impulse.model_decay), ("W_hh alone", impulse.linear_decay)):
-        click.echo("  " + _decay_words(decay, f"{what}, fitted", "per step", "t = 0"))
+        click.echo("  " + _decay_words(decay, f"{what}, fitted", "per step", "t"))
     click.echo("  (a scalar recurrence changes by |w| per step; the fitted rate is the model's "
                "|w|)")
 

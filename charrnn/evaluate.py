@@ -71,3 +71,23 @@ def evaluate_text(params: dict, vocab: Vocabulary, text: str, mode: str,
         "unknown_characters": unknown_chars,
     }
 
+
+def evaluate_corpus_split(saved, which: str = "val") -> dict:
+    """Loss of a checkpoint on its own training corpus's validation (or training) split, cut
+    exactly as the trainer cut it; the corpus is read from the checkpoint's data.corpus."""
+    from charrnn.corpus import load_corpus
+    from charrnn.errors import CharRNNError
+
+    data, training = saved.config.data, saved.config.training
+    corpus = load_corpus(data.corpus, data.mode, data.val_fraction, training.seed, saved.vocab,
+                         data.encoding, data.errors)
+    split = corpus.val if which == "val" else corpus.train
+    if split is None:
+        raise CharRNNError(f"the checkpoint's corpus {data.corpus} has no validation split "
+                           f"(data.val_fraction is {data.val_fraction}); pass a TEXTFILE")
+    nats = evaluate_split(saved.params, split, data.mode, saved.config.model.activation,
+                          batch_size=max(training.batch_size, 64), seq_length=training.seq_length)
+    return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": math.exp(nats),
+            "characters": split.characters, "out_of_vocabulary": 0, "unknown_characters": [],
+            "split": which, "corpus": str(data.corpus)}
+

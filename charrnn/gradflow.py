@@ -158,7 +158,6 @@ class GradFlow:
     sum_difference: float  # max |sum of the components - the trainer's dW_xh|
     gradient_scale: float  # max |the trainer's dW_xh|
     singular_values: np.ndarray  # of W_hh, descending
-    spectral_radius: float  # largest |eigenvalue| of W_hh
     saturated: float | None  # share of |h| > SATURATION along the chunk
     mean_derivative: float  # mean f'(a) along the chunk
 
@@ -186,7 +185,6 @@ class GradFlow:
                                "max_abs_gradient": self.gradient_scale,
                                "tolerance": SUM_TOLERANCE, "ok": self.sum_ok},
             "W_hh": {"sigma_max": float(s[0]), "singular_values_above_1": int((s > 1).sum()),
-                     "spectral_radius": self.spectral_radius,
                      "singular_values": s.tolist()},
             "saturated_fraction": self.saturated,
             "mean_activation_derivative": self.mean_derivative,
@@ -217,7 +215,6 @@ def analyse_chunk(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
     _, _, grads, _, _ = loss_and_grads(params, x[:, None], y[:, None], h0[None, :], None,
                                        activation)
     last = np.linalg.norm(dh[:, -1], axis=1)  # ||dL_{T-1}/dh_k||, k = 0..T-1
-    W_hh = params["W_hh"]
     return GradFlow(
         activation=activation,
         losses=losses,
@@ -226,8 +223,7 @@ def analyse_chunk(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
         component_norms=norms,
         sum_difference=float(np.max(np.abs(total - grads["W_xh"]))),
         gradient_scale=float(np.max(np.abs(grads["W_xh"]))),
-        singular_values=np.linalg.svd(W_hh, compute_uv=False),
-        spectral_radius=float(np.max(np.abs(np.linalg.eigvals(W_hh)))),
+        singular_values=np.linalg.svd(params["W_hh"], compute_uv=False),
         saturated=saturation_fraction(h, activation),
         mean_derivative=float(df.mean()),
     )

@@ -23,7 +23,7 @@ INSTALL_HINT = ("pictures need matplotlib, which is not installed; install it wi
                 "pip install 'charrnn[plot]'")
 DPI = 100
 NEWLINE_MARK = "\u21b5"  # how a newline input is labelled on a heat map axis
-MAX_CHAR_TICKS = 60  # label every input with its character up to this chunk length
+MAX_CHAR_TICKS = 40  # label every input with its character up to this chunk length
 
 
 def require_matplotlib():
@@ -56,6 +56,9 @@ def save_figure(figure, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             figure.savefig(handle, format="png", dpi=DPI)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)  # a picture is for sharing: mkstemp's 0600 is not
         os.replace(temp_name, path)
     except OSError as error:
         _remove_quietly(temp_name)
@@ -226,9 +229,9 @@ def draw_gradflow(flow, inputs: str = "", title: str = ""):
     heat_axes.set_title("dL/dW_xh split by loss and input step")
     if inputs and T <= MAX_CHAR_TICKS:
         labels = [NEWLINE_MARK if ch == "\n" else ch for ch in inputs[:T]]
-        size = min(10.0, 360.0 / T)  # points: the labels of a long chunk must not overlap
-        heat_axes.set_xticks(range(T), labels, fontsize=size)
-        heat_axes.set_yticks(range(T), labels, fontsize=size)
+        # font sizes in points that keep T labels from overlapping along each side of the map
+        heat_axes.set_xticks(range(T), labels, fontsize=min(10.0, 300.0 / T))
+        heat_axes.set_yticks(range(T), labels, fontsize=min(10.0, 240.0 / T))
         heat_axes.set_xlabel("input step k (the character fed in)")
         heat_axes.set_ylabel("loss step t (input at t)")
     k = np.arange(T)

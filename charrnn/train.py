@@ -315,8 +315,7 @@ def train(config: Config, *, resume: str | Path | None = None,
                 elapsed = time.perf_counter() - started
                 out_of_time = training.time_limit > 0 and elapsed >= training.time_limit
                 if run.step % training.eval_every == 0 or last or out_of_time:
-                    val_loss = run.evaluate(None if (last or out_of_time)
-                                            else training.eval_max_chars)
+                    val_loss = run.evaluate(training.eval_max_chars)
                     record = _metrics(run, window, val_loss)
                     history.append(record)
                     _append_log(logfile, record, training.log_format, fresh_log)

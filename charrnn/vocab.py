@@ -13,6 +13,7 @@ from charrnn.errors import CharRNNError
 
 BOUNDARY = "\n"
 MAX_VOCAB_SIZE = 1_114_112  # every Unicode code point
+SURROGATES = (0xD800, 0xDFFF)  # halves of UTF-16 pairs: code points, but never characters
 
 
 def code_points(text: str) -> np.ndarray:
@@ -39,14 +40,24 @@ class Vocabulary:
     """An ordered set of characters; index i stands for the i-th smallest code point."""
 
     def __init__(self, codes: np.ndarray):
-        codes = np.asarray(codes, dtype=np.uint32)
+        codes = np.asarray(codes)
         if codes.ndim != 1 or codes.size == 0:
             raise CharRNNError("vocabulary is empty; the corpus needs at least one character")
-        if np.any(np.diff(codes.astype(np.int64)) <= 0):
-            raise CharRNNError("vocabulary is not strictly sorted; the checkpoint is damaged")
-        if codes[-1] >= MAX_VOCAB_SIZE:
+        if codes.dtype.kind not in "iu":
+            raise CharRNNError("vocabulary is not a list of character codes; the checkpoint is "
+                               "damaged")
+        # range-checked before the cast to uint32, which would wrap 2**32 + 65 round to 'A'
+        if codes.min() < 0 or codes.max() >= MAX_VOCAB_SIZE:
             raise CharRNNError("vocabulary holds a value that is no Unicode character; "
                                "the checkpoint is damaged")
+        codes = codes.astype(np.uint32)
+        if np.any(np.diff(codes.astype(np.int64)) <= 0):
+            raise CharRNNError("vocabulary is not strictly sorted; the checkpoint is damaged")
+        surrogates = codes[(codes >= SURROGATES[0]) & (codes <= SURROGATES[1])]
+        if surrogates.size:
+            raise CharRNNError(f"vocabulary holds U+{int(surrogates[0]):04X}, a surrogate code "
+                               f"point that no UTF-8 text can hold; the checkpoint is damaged, "
+                               f"or the text was decoded with surrogateescape")
         self.codes = codes
         self.dtype = index_dtype(len(codes))
 

@@ -249,3 +249,15 @@ def test_shipped_configs_are_valid():
     for path in sorted((REPO / "configs").glob("*.yaml")):
         config = load_config(path)
         assert (REPO / config.data.corpus).exists(), path
+
+
+def test_eval_split_val_scores_the_held_out_part_like_the_trainer(text_model):
+    from charrnn.train import start_run
+    saved = load_checkpoint(text_model)
+    state = start_run(saved.config)
+    state.params = saved.params
+    result = json.loads(run("eval", "--checkpoint", text_model, "--split", "val",
+                            "--json").stdout)
+    assert result["characters"] == state.corpus.val.characters
+    assert result["nats_per_char"] == pytest.approx(state.evaluate(None), rel=1e-9)
+    assert run("eval", "--checkpoint", text_model, ok=False).exit_code == 2
