@@ -148,8 +148,8 @@ def _lines_crossed(saved: Checkpoint, text: str) -> int:
 def _echo_header(header: dict) -> None:
     shown = header["text"] if len(header["text"]) <= 70 else header["text"][:67] + "..."
     click.echo(f"checkpoint {header['checkpoint']} (step {header['checkpoint_step']}): "
-               f"{header['activation']}, hidden "
-               f"{header['hidden_size']}, vocabulary {header['vocab_size']}; analysed in float64")
+               f"{header['activation']}, hidden {header['hidden_size']}, vocabulary "
+               f"{header['vocab_size']}; analysed in float64")
     click.echo(f"text: {header['length']} inputs (+1 target) from {header['text_source']}: "
                f"{shown!r}")
 

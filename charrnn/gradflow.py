@@ -29,6 +29,7 @@ import numpy as np
 
 from charrnn.errors import CharRNNError
 from charrnn.model import (
+    activation_derivative,
     loss_and_grads,
     rnn_forward,
     scatter_rows,
@@ -64,13 +65,6 @@ def chunk_forward(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, h
     losses = -np.log(p[np.arange(len(y)), y])
     dh_out, _, _ = softmax_loss_backward(1.0, out_cache)
     return h[:, 0], losses, dh_out[:, 0], rnn_cache
-
-
-def activation_derivative(h: np.ndarray, activation: str) -> np.ndarray:
-    """f'(a) from h = f(a): tanh' = 1 - h^2, relu' = [h > 0]."""
-    if activation == "tanh":
-        return 1.0 - h * h
-    return (h > 0).astype(h.dtype)
 
 
 # --- backward, one loss step at a time ---------------------------------------------------------

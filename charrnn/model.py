@@ -67,10 +67,7 @@ def rnn_backward(dh: np.ndarray, cache):
     """
     x, h0, h, W_xh_shape, W_hh, activation = cache
     # f'(a_t) depends only on h_t, so it is one whole-array operation, outside the time loop.
-    if activation == "tanh":
-        df = 1.0 - h * h  # tanh'(a) = 1 - tanh(a)^2
-    else:
-        df = (h > 0).astype(h.dtype)  # relu'(a) = [a > 0] = [h > 0]
+    df = activation_derivative(h, activation)
     da = dh
     dh_next = np.zeros_like(h0)
     for t in reversed(range(x.shape[0])):
@@ -85,6 +82,13 @@ def rnn_backward(dh: np.ndarray, cache):
     dW_xh = scatter_rows(x.reshape(-1), da_rows, W_xh_shape[1]).T  # dW_xh[:, x_t] += da_t
     dh0 = dh_next
     return dh0, dW_xh, dW_hh, db_h
+
+
+def activation_derivative(h: np.ndarray, activation: str) -> np.ndarray:
+    """f'(a) from h = f(a): tanh'(a) = 1 - h^2; relu'(a) = [a > 0] = [h > 0]."""
+    if activation == "tanh":
+        return 1.0 - h * h
+    return (h > 0).astype(h.dtype)
 
 
 def _relu(a: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -185,7 +185,10 @@ def _chars_axis(axes, step: np.ndarray, chars: np.ndarray) -> None:
         return np.where(c <= chars[-1], np.interp(c, chars, step), step[-1] + (c - chars[-1])
                         / slope)
 
+    from matplotlib.ticker import EngFormatter
+
     top = axes.secondary_xaxis("top", functions=(to_chars, to_steps))
+    top.xaxis.set_major_formatter(EngFormatter())  # 2M, not 0.2 x 1e7
     top.set_xlabel("characters seen")
 
 
