@@ -79,9 +79,16 @@ class Optimizer:
         self.lr = lr
         self.t = 0
         self.state = {slot: np.zeros(layout.size, dtype=dtype) for slot in self.slots}
+        self._scratch: tuple[np.ndarray, np.ndarray] | None = None
 
     def update(self, params: np.ndarray, grad: np.ndarray) -> None:
         raise NotImplementedError
+
+    def _buffers(self, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two scratch vectors reused every step: no allocation in the update."""
+        if self._scratch is None or self._scratch[0].shape != like.shape:
+            self._scratch = (np.empty_like(like), np.empty_like(like))
+        return self._scratch
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {f"{slot}.{name}": view for slot, flat in self.state.items()
@@ -101,8 +108,15 @@ class Adagrad(Optimizer):
     def update(self, params, grad):
         self.t += 1
         mem = self.state["mem"]
-        mem += grad * grad
-        params += -self.lr * grad / np.sqrt(mem + ADAGRAD_EPS)
+        step, root = self._buffers(grad)
+        np.multiply(grad, grad, out=step)
+        mem += step
+        # param += -lr * dparam / np.sqrt(mem + 1e-8), in min-char-rnn's order of operations
+        np.add(mem, ADAGRAD_EPS, out=root)
+        np.sqrt(root, out=root)
+        np.multiply(grad, -self.lr, out=step)
+        step /= root
+        params += step
 
 
 class SGD(Optimizer):

@@ -99,13 +99,19 @@ def test_gradcheck_catches_a_wrong_backward():
     assert rows["W_xh"].ok and rows["W_hy"].ok
 
 
-def test_scatter_rows_sums_repeated_indices_like_add_at():
+@pytest.mark.parametrize("rows, width, count", [
+    (50, 3, 9),  # tiny: one bincount
+    (3000, 40, 30),  # blocks of sorted rows, one sum per distinct index
+    (3000, 8, 700),  # many distinct indices: reduceat
+])
+def test_scatter_rows_sums_repeated_indices_like_add_at(rows, width, count):
     rng = np.random.default_rng(5)
-    indices = rng.integers(7, size=50)
-    rows = rng.standard_normal((50, 3))
-    expected = np.zeros((9, 3))
-    np.add.at(expected, indices, rows)
-    np.testing.assert_allclose(scatter_rows(indices, rows, 9), expected, rtol=1e-12, atol=1e-12)
+    indices = rng.integers(count - 2, size=rows).astype(np.uint16)  # the last two never occur
+    values = rng.standard_normal((rows, width))
+    expected = np.zeros((count, width))
+    np.add.at(expected, indices, values)
+    np.testing.assert_allclose(scatter_rows(indices, values, count), expected, rtol=1e-10,
+                               atol=1e-10)
 
 
 def test_forward_loss_and_step_agree_with_the_training_forward():
