@@ -74,7 +74,7 @@ def stability_warnings(config: Config) -> list[str]:
     """Settings measured to diverge (see README, 'Choosing a learning rate')."""
     warnings = []
     model, training = config.model, config.training
-    if training.optimizer == "adagrad" and training.lr >= 0.05 and model.hidden_size >= 256:
+    if training.optimizer == "adagrad" and training.lr >= 0.02 and model.hidden_size >= 256:
         warnings.append(
             f"adagrad with lr {training.lr} at hidden_size {model.hidden_size} is known to "
             f"diverge (its first step moves every weight by about lr); try training.lr=0.01 or "
