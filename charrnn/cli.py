@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -73,6 +74,10 @@ def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, e
         result = train_model(config, resume=resume, init_from=init_from, progress=progress,
                              report=lambda kind, text: click.echo(text, err=True))
     except TrainingInterrupted as stop:
+        # saved; the process is ending: another Ctrl-C now must not turn into a traceback or
+        # change the exit status (the trainer has put the default handlers back)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         click.echo(f"interrupted at step {stop.step}; saved {stop.path}. Resume with: "
                    f"charrnn train --resume {stop.path}", err=True)
         sys.exit(stop.exit_code)

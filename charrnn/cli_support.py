@@ -19,6 +19,10 @@ def friendly_errors(command):
             return command(*args, **kwargs)
         except CharRNNError as error:
             raise click.ClickException(str(error)) from None
+        except MemoryError as error:  # whatever no size check foresaw: still one line
+            raise click.ClickException(f"out of memory ({str(error) or 'MemoryError'}); lower "
+                                       f"model.hidden_size, training.batch_size, --num or "
+                                       f"--length") from None
     return wrapper
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ class TrainingConfig:
                                        doc="evaluate on about this many validation "
                                            "characters, spread over the split; null: all of it")
     sample_every: int = _spec(1000, low=0, doc="steps between printed samples; 0: never")
-    sample_length: int = _spec(200, low=1, doc="characters in a printed sample (stream mode)")
+    sample_length: int = _spec(200, low=1, high=1_000_000,
+                               doc="characters in a printed sample (stream mode)")
     checkpoint_every: int = _spec(500, low=0, doc="steps between checkpoint saves; 0: at the end")
     patience: int = _spec(0, low=0, doc="stop after this many evaluations without a better "
                                         "validation loss; 0: never")
@@ -140,12 +142,23 @@ def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
         if rules["nullable"]:
             return None
         raise CharRNNError(f"config {where}: a value is required (got nothing)")
+    if kind is float and isinstance(value, str):
+        # YAML 1.1 reads 1e-3 (no dot) as a string; a number is what the user meant
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 2**1023:  # float() would raise OverflowError
+            raise CharRNNError(f"config {where}: must be a finite number, got an integer of "
+                               f"{len(str(abs(value)))} digits")
         value = float(value)
     if kind is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, kind):
         raise CharRNNError(f"config {where}: expected {kind.__name__}, got {value!r}")
+    if kind is str and "\0" in value:  # no file name or encoding holds one; open() would raise
+        raise CharRNNError(f"config {where}: {value!r} holds a NUL character")
     if kind is float and not math.isfinite(value):
         raise CharRNNError(f"config {where}: must be a finite number, got {value!r}")
     if rules["choices"] and value not in rules["choices"]:
@@ -171,7 +184,7 @@ def _section_from_mapping(name: str, values: Any):
     checked = {}
     for key, value in values.items():
         if key not in fields:
-            raise CharRNNError(f"config {name}: unknown key '{key}'{_closest(str(key), fields)}; "
+            raise CharRNNError(f"config {name}: unknown key {key!r}{_closest(str(key), fields)}; "
                                f"valid keys: {', '.join(fields)}")
         checked[key] = _check_value(f"{name}.{key}", value, fields[key])
     return cls(**checked)
@@ -186,7 +199,7 @@ def from_mapping(mapping: Any) -> Config:
                            f"got {type(mapping).__name__}")
     for key in mapping:
         if key not in SECTIONS:
-            raise CharRNNError(f"config: unknown section '{key}'{_closest(str(key), SECTIONS)}; "
+            raise CharRNNError(f"config: unknown section {key!r}{_closest(str(key), SECTIONS)}; "
                                f"valid sections: {', '.join(SECTIONS)}")
     config = Config(**{name: _section_from_mapping(name, mapping.get(name)) for name in SECTIONS})
     _check_sizes(config)
@@ -194,6 +207,9 @@ def from_mapping(mapping: Any) -> Config:
 
 
 def _check_sizes(config: Config) -> None:
+    if Path(config.training.out).name in ("", ".", ".."):
+        raise CharRNNError(f"config training.out: {config.training.out!r} is a directory, not a "
+                           f"checkpoint file; give e.g. checkpoints/run.npz")
     cells = config.training.batch_size * config.training.seq_length
     if cells > MAX_BATCH_TIMES_SEQ:
         raise CharRNNError(f"config training: batch_size * seq_length = {cells} is over the limit "
@@ -208,6 +224,11 @@ def parse_yaml(text: str, where: str) -> Any:
         place = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or "not valid YAML"
         raise CharRNNError(f"{where}:{place}: {problem}; fix the YAML syntax") from None
+    except (ValueError, OverflowError, RecursionError) as error:
+        # PyYAML's constructors raise these for 2001-13-01, !!float 'x', a 5000-digit integer
+        # or nesting thousands deep
+        problem = textwrap.shorten(str(error) or type(error).__name__, 90, placeholder="...")
+        raise CharRNNError(f"{where}: a value cannot be read ({problem}); fix the YAML") from None
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
@@ -217,7 +238,7 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     if not sep or not dot or not name:
         raise CharRNNError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. training.lr=0.05")
     if section not in SECTIONS:
-        raise CharRNNError(f"--set {item!r}: unknown section '{section}'"
+        raise CharRNNError(f"--set {item!r}: unknown section {section!r}"
                            f"{_closest(section, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
     return section, name, parse_yaml(raw, f"--set {item!r}")
 

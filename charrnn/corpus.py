@@ -52,9 +52,9 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict",
                                f"{encoding}, or pass --encoding, or set data.errors: "
                                f"replace") from None
         if isinstance(error, UnicodeError):  # codecs such as punycode give no offset
-            raise CharRNNError(f"{what} {path} cannot be decoded as {encoding}: "
-                               f"{str(error).splitlines()[0]}; pass another --encoding, or "
-                               f"set data.errors: replace") from None
+            reason = str(error).replace("\n", "\\n")  # one line, even if it quotes a newline
+            raise CharRNNError(f"{what} {path} cannot be decoded as {encoding}: {reason}; pass "
+                               f"another --encoding, or set data.errors: replace") from None
         raise CharRNNError(f"{what} {path}: unknown encoding {encoding!r}; use e.g. "
                            f"utf-8 or latin-1") from None
     if not text:

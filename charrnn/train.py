@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import resource
 import signal
 import sys
 import threading
@@ -191,8 +193,9 @@ class Run:
                           dtype=self.config.model.dtype)
         else:
             h0 = self.hidden
-        nll_sum, count, grads, _, h_last = loss_and_grads(
-            self.params, batch.x, batch.y, h0, batch.mask, self.config.model.activation)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite is caught just below
+            nll_sum, count, grads, _, h_last = loss_and_grads(
+                self.params, batch.x, batch.y, h0, batch.mask, self.config.model.activation)
         grad = self.layout.flatten(grads, out=self.flat_grad)
         norm = grad_norm(grad)
         if not (math.isfinite(nll_sum) and math.isfinite(norm)):
@@ -203,7 +206,8 @@ class Run:
                 f"(training.clip_mode: value)")
         clip_fraction = clip_gradients(grad, training.clip_mode, training.clip, norm)
         self.optimizer.lr = training.lr * training.lr_decay ** (self.step // training.eval_every)
-        self.optimizer.update(self.flat_params, grad)
+        with np.errstate(over="ignore", invalid="ignore"):  # save_checkpoint refuses inf weights
+            self.optimizer.update(self.flat_params, grad)
         if self.hidden is not None:
             self.hidden = h_last  # carried to the next chunk, not backpropagated through
         self.step += 1
@@ -230,8 +234,32 @@ class Run:
 
 def _load_for(config: Config, vocab=None) -> Corpus:
     data = config.data
-    return load_corpus(data.corpus, data.mode, data.val_fraction, config.training.seed,
-                       vocab=vocab, encoding=data.encoding, errors=data.errors)
+    corpus = load_corpus(data.corpus, data.mode, data.val_fraction, config.training.seed,
+                         vocab=vocab, encoding=data.encoding, errors=data.errors)
+    _check_memory(config, corpus)
+    return corpus
+
+
+def _check_memory(config: Config, corpus: Corpus) -> None:
+    """Refuse, before allocating, a run whose arrays cannot fit in this machine's memory."""
+    model, training = config.model, config.training
+    H, V, B = model.hidden_size, len(corpus.vocab), training.batch_size
+    T = (training.seq_length if corpus.mode == "stream"
+         else int(corpus.train.lengths.max()) + 1)  # lines: the longest line and its boundary
+    weights = 2 * H * V + H * H + H + V
+    # weights, flat copy, gradient, flat gradient, two optimizer slots; per step the (T, B, H)
+    # hidden states, their gradient and f'(a), and the (T * B, V) softmax
+    need = np.dtype(model.dtype).itemsize * (6 * weights + 3 * T * B * H + T * B * V)
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        available = min(available, soft)
+    if need > available:
+        raise CharRNNError(
+            f"this run needs about {need / 2**30:.1f} GiB of memory (hidden_size {H}, "
+            f"vocabulary {V}, batch_size {B} x {T} steps), more than the "
+            f"{available / 2**30:.1f} GiB available; lower model.hidden_size or "
+            f"training.batch_size")
 
 
 def start_run(config: Config, resume: str | Path | None = None,
@@ -255,6 +283,34 @@ def start_run(config: Config, resume: str | Path | None = None,
     params = init_params(len(corpus.vocab), model.hidden_size, model.init_scale,
                          np.random.default_rng(config.training.seed), model.dtype)
     return Run(config, corpus, params)
+
+
+def _trim_log(path: Path, step: int, log_format: str) -> None:
+    """Keep the log's records up to the resumed checkpoint's step; drop any line a kill cut."""
+    if not path.exists():
+        return
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError):
+        return
+    kept = []
+    for number, line in enumerate(lines):
+        if not line.endswith("\n"):
+            continue
+        if log_format == "csv" and number == 0:
+            kept.append(line)
+            continue
+        try:
+            record_step = (json.loads(line)["step"] if log_format == "jsonl"
+                           else int(line.split(",", 1)[0]))
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue
+        if isinstance(record_step, int) and record_step <= step:
+            kept.append(line)
+    if kept != lines:
+        temporary = path.with_name(f".{path.name}.trim")
+        temporary.write_text("".join(kept), encoding="utf-8")
+        os.replace(temporary, path)
 
 
 def _append_log(path: Path, record: dict, log_format: str, fresh: bool) -> None:
@@ -289,9 +345,11 @@ def train(config: Config, *, resume: str | Path | None = None,
         run = start_run(config, resume, init_from)
         logfile = log_path(out, training.log_format)
         fresh_log = resume is None
+        if not fresh_log:
+            _trim_log(logfile, run.step, training.log_format)
         if run.step >= training.steps:
-            report("info", f"{resume} is already at step {run.step}, at or past --steps "
-                           f"{training.steps}; nothing to do")
+            report("info", f"{resume or 'the run'} is already at step {run.step}, at or past "
+                           f"--steps {training.steps}; nothing to do")
             return TrainResult(out, run.step, run.best_val_loss, None, None, 0.0, 0.0)
         bar = tqdm(total=training.steps, initial=run.step, disable=progress is False or (
             progress is None and not sys.stderr.isatty()), unit="step", dynamic_ncols=True,

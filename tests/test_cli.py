@@ -261,3 +261,19 @@ def test_eval_split_val_scores_the_held_out_part_like_the_trainer(text_model):
     assert result["characters"] == state.corpus.val.characters
     assert result["nats_per_char"] == pytest.approx(state.evaluate(None), rel=1e-9)
     assert run("eval", "--checkpoint", text_model, ok=False).exit_code == 2
+
+
+def test_exponent_without_a_dot_is_a_number_not_a_string(tmp_path):
+    from charrnn.config import load_config
+    config = load_config(REPO / "configs" / "names.yaml", ["training.lr=1e-3"])
+    assert config.training.lr == 0.001
+    one_line_error(run("train", "--set", "training.lr=fast", ok=False), "expected float")
+
+
+def test_out_that_is_a_directory_name():
+    one_line_error(run("train", "--out", ".", ok=False), "is a directory, not a checkpoint")
+
+
+def test_absurd_num_is_one_line_out_of_memory(names_model):
+    one_line_error(run("sample", "--checkpoint", names_model, "--num", 10**12, ok=False),
+                   "out of memory")

@@ -134,3 +134,17 @@ def test_float32_training_keeps_float32_weights(names_file, tmp_path):
     train(config, progress=False, report=quiet)
     saved = load_checkpoint(config.training.out)
     assert all(value.dtype == np.float32 for value in saved.params.values())
+
+
+def test_resume_drops_log_records_past_the_checkpoint_and_cut_lines(names_file, tmp_path):
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=20, eval_every=5,
+                         checkpoint_every=10)
+    train(config, progress=False, report=quiet)
+    log = log_path(config.training.out)
+    whole = log.read_text()
+    # as if killed after logging step 25 (not yet checkpointed) in the middle of a line
+    log.write_text(whole + json.dumps({"step": 25}) + "\n" + '{"step": 3', encoding="utf-8")
+    train(config.replace(training={"steps": 30}), resume=config.training.out, progress=False,
+          report=quiet)
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == [5, 10, 15, 20, 25, 30]
