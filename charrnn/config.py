@@ -46,6 +46,8 @@ class DataConfig:
     encoding: str = _spec("utf-8", doc="text encoding of the corpus")
     errors: str = _spec("strict", choices=("strict", "replace"),
                         doc="strict: refuse undecodable bytes; replace: decode them as U+FFFD")
+    cache: bool = _spec(True, doc="keep the encoded corpus beside it (.<name>.charrnn-<key>.npy) "
+                                  "and read it memory-mapped")
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,10 @@ def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
         if rules["nullable"]:
             return None
         raise CharRNNError(f"config {where}: a value is required (got nothing)")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise CharRNNError(f"config {where}: expected true or false, got {value!r}")
+        return value
     if kind is float and isinstance(value, str):
         # YAML 1.1 reads 1e-3 (no dot) as a string; a number is what the user meant
         try:

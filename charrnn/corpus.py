@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn.corpus_cache import encode_file
 from charrnn.errors import CharRNNError
 from charrnn.vocab import BOUNDARY, Vocabulary
 
@@ -138,10 +139,19 @@ def build_corpus(text: str, mode: str, val_fraction: float, seed: int,
         text = normalise_lines(text)
         if vocab is None:
             vocab = Vocabulary.from_text(text, extra=BOUNDARY)
-        elif vocab.boundary is None:
+    elif vocab is None:
+        vocab = Vocabulary.from_text(text)
+    return corpus_from_tokens(vocab.encode(text, where), vocab, mode, val_fraction, seed, where)
+
+
+def corpus_from_tokens(tokens: np.ndarray, vocab: Vocabulary, mode: str, val_fraction: float,
+                       seed: int, where: str = "corpus") -> Corpus:
+    """Split encoded text: the tail in stream mode (views, so a memory map stays one), seeded
+    random lines in lines mode."""
+    if mode == "lines":
+        if vocab.boundary is None:
             raise CharRNNError(f"{where}: lines mode needs a newline in the vocabulary, and the "
                                f"checkpoint's has none; use data.mode: stream")
-        tokens = vocab.encode(text, where)
         everything = line_split(tokens, vocab.boundary)
         if len(everything.starts) == 0:
             raise CharRNNError(f"{where} has no non-empty lines; lines mode needs one example a "
@@ -152,9 +162,6 @@ def build_corpus(text: str, mode: str, val_fraction: float, seed: int,
         val = (Split(everything.tokens, everything.starts[val_ids], everything.lengths[val_ids])
                if len(val_ids) else None)
         return Corpus(vocab, mode, train, val)
-    if vocab is None:
-        vocab = Vocabulary.from_text(text)
-    tokens = vocab.encode(text, where)
     n_val = int(len(tokens) * val_fraction)
     train = Split(tokens[: len(tokens) - n_val])
     val = Split(tokens[len(tokens) - n_val:]) if n_val >= 2 else None
@@ -163,9 +170,10 @@ def build_corpus(text: str, mode: str, val_fraction: float, seed: int,
 
 def load_corpus(path: str | Path, mode: str, val_fraction: float, seed: int,
                 vocab: Vocabulary | None = None, encoding: str = "utf-8",
-                errors: str = "strict") -> Corpus:
-    text = read_text(path, encoding, errors)
-    return build_corpus(text, mode, val_fraction, seed, vocab, where=f"corpus {path}")
+                errors: str = "strict", use_cache: bool = True) -> Corpus:
+    """Read, encode (once: see corpus_cache) and split the corpus file."""
+    vocab, tokens = encode_file(path, mode, vocab, encoding, errors, use_cache)
+    return corpus_from_tokens(tokens, vocab, mode, val_fraction, seed, f"corpus {path}")
 
 
 @dataclass

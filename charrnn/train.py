@@ -235,7 +235,8 @@ class Run:
 def _load_for(config: Config, vocab=None) -> Corpus:
     data = config.data
     corpus = load_corpus(data.corpus, data.mode, data.val_fraction, config.training.seed,
-                         vocab=vocab, encoding=data.encoding, errors=data.errors)
+                         vocab=vocab, encoding=data.encoding, errors=data.errors,
+                         use_cache=data.cache)
     _check_memory(config, corpus)
     return corpus
 

@@ -1,0 +1,175 @@
+"""Encode a corpus file to indices once, in bounded memory, and cache it beside the corpus.
+
+The file is decoded in chunks (an incremental decoder, so memory does not grow with the corpus),
+twice: the first pass collects the vocabulary, the second writes each chunk's indices into a
+`.npy` file beside the corpus, e.g. `corpora/.shakespeare.txt.charrnn-<key>.npy`, which training
+then reads memory-mapped. The key covers the file's size and modification time, the encoding,
+the data mode and the vocabulary, so an edited corpus is encoded anew; a second run starts
+without decoding anything.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.errors import CharRNNError
+from charrnn.vocab import BOUNDARY, Vocabulary, code_points
+
+CACHE_VERSION = 1
+CHUNK_BYTES = 1 << 22
+
+
+def _open(path: Path, what: str):
+    try:
+        if path.is_dir():
+            raise IsADirectoryError
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise CharRNNError(f"{what} {path} not found; check the path (data.corpus or "
+                           f"--corpus)") from None
+    except IsADirectoryError:
+        raise CharRNNError(f"{what} {path} is a directory; pass a text file") from None
+    except OSError as error:
+        raise CharRNNError(f"{what} {path} cannot be read: {error.strerror}; check its "
+                           f"permissions") from None
+    except ValueError:  # a NUL byte in the path
+        raise CharRNNError(f"{what} path {str(path)!r} holds a NUL character; pass a real "
+                           f"file name") from None
+
+
+def _text_chunks(path: Path, encoding: str, errors: str, lines: bool,
+                 what: str = "corpus") -> Iterator[str]:
+    """The file's text, decoded chunk by chunk; lines mode turns CRLF and CR into LF."""
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)(errors)
+    except LookupError:
+        raise CharRNNError(f"{what} {path}: unknown encoding {encoding!r}; use e.g. utf-8 or "
+                           f"latin-1") from None
+    consumed, newlines, held_cr = 0, 0, ""
+    with _open(path, what) as handle:
+        while True:
+            raw = handle.read(CHUNK_BYTES)
+            final = not raw
+            pending = decoder.getstate()[0] if hasattr(decoder, "getstate") else b""
+            try:
+                text = decoder.decode(raw, final=final)
+            except UnicodeDecodeError as error:
+                offset = consumed - len(pending) + error.start
+                line = newlines + (pending + raw).count(b"\n", 0, error.start) + 1
+                raise CharRNNError(f"{what} {path} is not valid {encoding}: byte offset {offset} "
+                                   f"(line {line}) {error.reason}; re-save it as {encoding}, or "
+                                   f"pass --encoding, or set data.errors: replace") from None
+            except UnicodeError as error:  # codecs such as punycode give no offset
+                reason = str(error).replace("\n", "\\n")
+                raise CharRNNError(f"{what} {path} cannot be decoded as {encoding}: {reason}; "
+                                   f"pass another --encoding, or set data.errors: "
+                                   f"replace") from None
+            consumed += len(raw)
+            newlines += raw.count(b"\n")
+            if lines:
+                text = held_cr + text
+                held_cr = "" if final or not text.endswith("\r") else "\r"
+                if held_cr:
+                    text = text[:-1]  # its LF may open the next chunk
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            if text:
+                yield text
+            if final:
+                return
+
+
+def cache_path(path: Path, encoding: str, errors: str, mode: str,
+               vocab: Vocabulary | None) -> Path:
+    stat = path.stat()
+    key = hashlib.sha256(repr((CACHE_VERSION, stat.st_size, stat.st_mtime_ns, encoding, errors,
+                               mode)).encode())
+    if vocab is not None:
+        key.update(vocab.codes.tobytes())
+    return path.with_name(f".{path.name}.charrnn-{key.hexdigest()[:16]}.npy")
+
+
+def encode_file(path: str | Path, mode: str, vocab: Vocabulary | None = None,
+                encoding: str = "utf-8", errors: str = "strict",
+                use_cache: bool = True) -> tuple[Vocabulary, np.ndarray]:
+    """(vocabulary, indices) of the file; indices memory-mapped from the cache when it can be
+    written. A given vocabulary is kept; characters outside it are an error that lists them."""
+    path = Path(path)
+    where = f"corpus {path}"
+    lines = mode == "lines"
+    chunks = lambda: _text_chunks(path, encoding, errors, lines)  # noqa: E731
+    points, length = np.zeros(0, dtype=np.uint32), 0
+    for text in chunks():
+        points = np.union1d(points, np.unique(code_points(text)))
+        length += len(text)
+    if length == 0:
+        raise CharRNNError(f"{where} is empty; give it some text")
+    if lines:
+        points = np.union1d(points, code_points(BOUNDARY))
+    if vocab is None:
+        vocab = Vocabulary(points)
+    else:
+        unknown = [chr(p) for p in points[~np.isin(points, vocab.codes)]]
+        if unknown:
+            vocab.encode("".join(unknown), where)  # raises, listing them
+    cached = cache_path(path, encoding, errors, mode, vocab) if use_cache else None
+    if cached is not None and cached.exists():
+        try:
+            tokens = np.load(cached, mmap_mode="r", allow_pickle=False)
+            if tokens.shape == (length,) and tokens.dtype == vocab.dtype:
+                return vocab, tokens
+        except (OSError, ValueError):
+            pass
+    return vocab, _write_indices(chunks(), vocab, length, cached, where)
+
+
+def _write_indices(chunks: Iterator[str], vocab: Vocabulary, length: int,
+                   cached: Path | None, where: str) -> np.ndarray:
+    """Encode chunk by chunk into the cache file (atomically) or, failing that, into memory."""
+    temporary = None
+    tokens = None
+    if cached is not None:
+        temporary = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        try:
+            tokens = np.lib.format.open_memmap(temporary, mode="w+", dtype=vocab.dtype,
+                                               shape=(length,))
+        except OSError:  # a read-only directory: no cache, encode in memory
+            temporary = None
+    if tokens is None:
+        tokens = np.empty(length, dtype=vocab.dtype)
+    position = 0
+    for text in chunks:
+        encoded = vocab.encode(text, where)
+        tokens[position: position + len(encoded)] = encoded
+        position += len(encoded)
+    if temporary is None:
+        return tokens
+    tokens.flush()
+    del tokens
+    try:
+        os.replace(temporary, cached)
+    except OSError:
+        data = np.load(temporary, allow_pickle=False)
+        temporary.unlink(missing_ok=True)
+        return data
+    return np.load(cached, mmap_mode="r", allow_pickle=False)
+
+
+def clear_cache(path: str | Path) -> list[Path]:
+    """Remove every cached encoding of the corpus at path; return what was removed."""
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.charrnn-*.npy*"):
+        stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in name)
+
