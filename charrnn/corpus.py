@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.corpus_cache import encode_file
+from charrnn.corpus_cache import encode_file, text_chunks
 from charrnn.errors import CharRNNError
 from charrnn.vocab import BOUNDARY, Vocabulary
 
@@ -29,35 +29,7 @@ MIN_STREAM_EXTRA = 1
 def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict",
               what: str = "corpus") -> str:
     """The file's text; a missing, unreadable, empty or undecodable file is a CharRNNError."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CharRNNError(f"{what} {path} not found; check the path (data.corpus or "
-                           f"--corpus)") from None
-    except IsADirectoryError:
-        raise CharRNNError(f"{what} {path} is a directory; pass a text file") from None
-    except OSError as error:
-        raise CharRNNError(f"{what} {path} cannot be read: {error.strerror}; check its "
-                           f"permissions") from None
-    except ValueError:  # a NUL byte in the path
-        raise CharRNNError(f"{what} path {str(path)!r} holds a NUL character; pass a real "
-                           f"file name") from None
-    try:
-        text = raw.decode(encoding, errors=errors)
-    except (LookupError, ValueError) as error:
-        if isinstance(error, UnicodeDecodeError):
-            line = raw.count(b"\n", 0, error.start) + 1
-            raise CharRNNError(f"{what} {path} is not valid {encoding}: byte offset "
-                               f"{error.start} (line {line}) {error.reason}; re-save it as "
-                               f"{encoding}, or pass --encoding, or set data.errors: "
-                               f"replace") from None
-        if isinstance(error, UnicodeError):  # codecs such as punycode give no offset
-            reason = str(error).replace("\n", "\\n")  # one line, even if it quotes a newline
-            raise CharRNNError(f"{what} {path} cannot be decoded as {encoding}: {reason}; pass "
-                               f"another --encoding, or set data.errors: replace") from None
-        raise CharRNNError(f"{what} {path}: unknown encoding {encoding!r}; use e.g. "
-                           f"utf-8 or latin-1") from None
+    text = "".join(text_chunks(Path(path), encoding, errors, lines=False, what=what))
     if not text:
         raise CharRNNError(f"{what} {path} is empty; give it some text")
     return text

@@ -43,12 +43,14 @@ def _open(path: Path, what: str):
                            f"file name") from None
 
 
-def _text_chunks(path: Path, encoding: str, errors: str, lines: bool,
+def text_chunks(path: Path, encoding: str, errors: str, lines: bool,
                  what: str = "corpus") -> Iterator[str]:
     """The file's text, decoded chunk by chunk; lines mode turns CRLF and CR into LF."""
     try:
+        if not codecs.lookup(encoding)._is_text_encoding:  # rot13, base64: not bytes to text
+            raise LookupError(encoding)
         decoder = codecs.getincrementaldecoder(encoding)(errors)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         raise CharRNNError(f"{what} {path}: unknown encoding {encoding!r}; use e.g. utf-8 or "
                            f"latin-1") from None
     consumed, newlines, held_cr = 0, 0, ""
@@ -102,7 +104,7 @@ def encode_file(path: str | Path, mode: str, vocab: Vocabulary | None = None,
     path = Path(path)
     where = f"corpus {path}"
     lines = mode == "lines"
-    chunks = lambda: _text_chunks(path, encoding, errors, lines)  # noqa: E731
+    chunks = lambda: text_chunks(path, encoding, errors, lines)  # noqa: E731
     points, length = np.zeros(0, dtype=np.uint32), 0
     for text in chunks():
         points = np.union1d(points, np.unique(code_points(text)))
