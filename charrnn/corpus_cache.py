@@ -23,6 +23,8 @@ from charrnn.vocab import BOUNDARY, Vocabulary, code_points
 
 CACHE_VERSION = 1
 CHUNK_BYTES = 1 << 22
+IN_MEMORY_BYTES = 1 << 25  # encoded corpora up to 32 MB are read into memory: no per-batch
+# memory-map overhead, and no memory saving worth having
 
 
 def _open(path: Path, what: str):
@@ -124,7 +126,7 @@ def encode_file(path: str | Path, mode: str, vocab: Vocabulary | None = None,
         try:
             tokens = np.load(cached, mmap_mode="r", allow_pickle=False)
             if tokens.shape == (length,) and tokens.dtype == vocab.dtype:
-                return vocab, tokens
+                return vocab, _small_in_memory(tokens)
         except (OSError, ValueError):
             pass
     return vocab, _write_indices(chunks(), vocab, length, cached, where)
@@ -159,7 +161,11 @@ def _write_indices(chunks: Iterator[str], vocab: Vocabulary, length: int,
         data = np.load(temporary, allow_pickle=False)
         temporary.unlink(missing_ok=True)
         return data
-    return np.load(cached, mmap_mode="r", allow_pickle=False)
+    return _small_in_memory(np.load(cached, mmap_mode="r", allow_pickle=False))
+
+
+def _small_in_memory(tokens: np.ndarray) -> np.ndarray:
+    return np.array(tokens) if tokens.nbytes <= IN_MEMORY_BYTES else tokens
 
 
 def clear_cache(path: str | Path) -> list[Path]:

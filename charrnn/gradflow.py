@@ -77,7 +77,7 @@ def per_loss_backward(dh_out: np.ndarray, cache):
     The loss steps ride along the batch axis: one backward pass carries all T losses' gradients,
     each entering at its own step, where model.rnn_backward carries their sum.
     """
-    _, _, h, _, W_hh, activation = cache
+    h, W_hh, activation = cache.h, cache.W_hh, cache.activation
     df = activation_derivative(h[:, 0], activation)  # (T, H) f'(a_k)
     T, H = df.shape
     dh = np.zeros((T, T, H), dtype=df.dtype)

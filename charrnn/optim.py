@@ -53,9 +53,10 @@ def clip_gradients(grad: np.ndarray, mode: str, clip: float, norm: float | None 
     if mode == "none" or clip <= 0:
         return 0.0
     if mode == "value":
+        if -clip <= np.minimum.reduce(grad) and np.maximum.reduce(grad) <= clip:
+            return 0.0  # the common case, found with two reductions and no temporary array
         clipped = int(np.count_nonzero(np.abs(grad) > clip))
-        if clipped:
-            np.clip(grad, -clip, clip, out=grad)
+        np.clip(grad, -clip, clip, out=grad)
         return clipped / grad.size
     if norm is None:
         norm = grad_norm(grad)

@@ -32,7 +32,7 @@ from charrnn.config import Config
 from charrnn.corpus import Corpus, LineBatches, StreamBatches, load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_split
-from charrnn.model import init_params, loss_and_grads
+from charrnn.model import Workspace, init_params, loss_and_grads
 from charrnn.optim import Layout, clip_gradients, grad_norm, make_optimizer
 from charrnn.sample import sample_names, sample_text
 
@@ -147,6 +147,8 @@ class Run:
         self.flat_params = self.layout.flatten(params, dtype=dtype)
         self.params = self.layout.views(self.flat_params)  # views: updates reach them in place
         self.flat_grad = np.empty_like(self.flat_params)
+        self.grads = self.layout.views(self.flat_grad)  # the backward writes straight into these
+        self.workspace = Workspace()
         self.optimizer = make_optimizer(self.layout, training, dtype)
         meta = meta or {}
         if optimizer_state:
@@ -194,9 +196,10 @@ class Run:
         else:
             h0 = self.hidden
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite is caught just below
-            nll_sum, count, grads, _, h_last = loss_and_grads(
-                self.params, batch.x, batch.y, h0, batch.mask, self.config.model.activation)
-        grad = self.layout.flatten(grads, out=self.flat_grad)
+            nll_sum, count, _, _, h_last = loss_and_grads(
+                self.params, batch.x, batch.y, h0, batch.mask, self.config.model.activation,
+                grads_out=self.grads, workspace=self.workspace)
+        grad = self.flat_grad  # self.grads are views of it
         norm = grad_norm(grad)
         if not (math.isfinite(nll_sum) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(nll_sum) else "gradient norm"

@@ -38,12 +38,14 @@ def test_decode_error_offset_is_exact_past_the_first_chunk(tmp_path, small_chunk
         encode_file(path, "stream")
 
 
-def test_second_load_reads_the_cache_memory_mapped_and_an_edit_invalidates_it(tmp_path):
+def test_second_load_reads_the_cache_memory_mapped_and_an_edit_invalidates_it(tmp_path,
+                                                                              monkeypatch):
     path = tmp_path / "c.txt"
     path.write_text("to be or not to be\n" * 50, encoding="utf-8")
     first = load_corpus(path, "stream", 0.1, 0)
     cached = cache_path(path, "utf-8", "strict", "stream", first.vocab)
     assert cached.exists() and cached.name.startswith(".c.txt.charrnn-")
+    monkeypatch.setattr(corpus_cache, "IN_MEMORY_BYTES", 0)  # map even this small corpus
     second = load_corpus(path, "stream", 0.1, 0)
     assert isinstance(second.train.tokens, np.memmap)
     np.testing.assert_array_equal(first.train.tokens, second.train.tokens)
