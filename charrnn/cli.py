@@ -11,7 +11,7 @@ import click
 import numpy as np
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli_support import default_checkpoint, friendly_errors
+from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, with_overrides
 from charrnn.corpus import build_corpus, read_text
 from charrnn.errors import CharRNNError
@@ -118,6 +118,7 @@ def sample(checkpoint, num, length, temperature, top_k, greedy, prime, seed, nov
                                "--length N prints N characters of text")
     if temperature <= 0:
         raise click.BadParameter(f"must be > 0, got {temperature}", param_hint="--temperature")
+    prime = command_line_text(prime)
     path = Path(checkpoint) if checkpoint else default_checkpoint()
     saved = load_checkpoint(path)
     rng = np.random.default_rng(seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 
 import click
@@ -32,4 +33,12 @@ def default_checkpoint() -> Path:
     except CharRNNError:
         return Path("checkpoints/names.npz")
 
+
+def command_line_text(value: str) -> str:
+    """Text given on the command line, as the UTF-8 the user typed even under a C/POSIX locale,
+    where Python hands non-ASCII bytes over as lone surrogates."""
+    try:
+        return value.encode(sys.getfilesystemencoding(), "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return value
 

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint
-from charrnn.cli_support import default_checkpoint, friendly_errors
+from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
 from charrnn.corpus import normalise_lines, read_text
 from charrnn.errors import CharRNNError
 from charrnn.gradflow import (
@@ -46,7 +46,7 @@ def chunk_text(saved: Checkpoint, text_file: str | None, prime: str | None,
     --prime the text is default_text's. At most length + 1 characters are kept.
     """
     if prime is not None:
-        text, source = prime, "--prime"
+        text, source = command_line_text(prime), "--prime"
     elif text_file is not None:
         text, source = read_text(text_file, what="text"), f"--text {text_file}"
     else:

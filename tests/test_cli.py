@@ -277,3 +277,21 @@ def test_out_that_is_a_directory_name():
 def test_absurd_num_is_one_line_out_of_memory(names_model):
     one_line_error(run("sample", "--checkpoint", names_model, "--num", 10**12, ok=False),
                    "out of memory")
+
+
+def test_sample_writes_utf8_even_under_the_c_locale(tmp_path):
+    import os
+    import subprocess
+    import sys
+    corpus = tmp_path / "u.txt"
+    corpus.write_text("ça va très bien, 日本語 😀\n" * 200, encoding="utf-8")
+    out = tmp_path / "u.npz"
+    train_tiny(corpus, out, "--set", "training.seq_length=8", mode="stream")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONIO"))}
+    env.update(LANG="C", LC_ALL="C", PYTHONUTF8="0")
+    result = subprocess.run([sys.executable, "-m", "charrnn.cli", "sample", "--checkpoint",
+                             str(out), "--length", "30", "--prime", "très 日本"],
+                            capture_output=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode("utf-8")  # raises if the bytes are not UTF-8
+    assert text.startswith("très 日本") and len(text.rstrip("\n")) >= 30 + 7
