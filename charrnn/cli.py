@@ -81,6 +81,8 @@ def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, e
         click.echo(f"interrupted at step {stop.step}; saved {stop.path}. Resume with: "
                    f"charrnn train --resume {stop.path}", err=True)
         sys.exit(stop.exit_code)
+    if not result.history:  # already at --steps: the trainer has said so
+        return
     best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
     click.echo(f"step {result.step}: best val {best} nats/char; {result.chars_per_second:,.0f} "
                f"chars/s over {result.seconds:.1f} s; saved {result.out}", err=True)
