@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, with_overrides
-from charrnn.corpus import build_corpus, read_text
+from charrnn.corpus import normalise_lines, read_text
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_corpus_split, evaluate_text
 from charrnn.gradcheck import TOLERANCE, run_gradcheck
@@ -59,14 +60,16 @@ def main():
 def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, encoding,
           progress):
     """Train a model (with no options: configs/names.yaml)."""
+    if resume and config_path:
+        raise click.UsageError("--resume continues with the checkpoint's own config; change "
+                               "settings with --set SECTION.KEY=VALUE instead of --config")
     if resume and init_from:
         raise click.UsageError("--resume and --init-from exclude each other: --resume continues "
                                "a run, --init-from starts a new one from its weights")
-    flags = {"data.corpus": corpus, "training.out": out or (resume if resume and not
-                                                            config_path else None),
+    flags = {"data.corpus": corpus, "training.out": out or resume,
              "training.steps": steps, "training.seed": seed, "data.encoding": encoding}
     settings = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
-    if resume and not config_path:
+    if resume:
         config = _resumed_config(resume, [*settings, *overrides])
     else:
         config = load_config(config_path, [*settings, *overrides])
@@ -118,8 +121,11 @@ def sample(checkpoint, num, length, temperature, top_k, greedy, prime, seed, nov
     if num is not None and length is not None:
         raise click.UsageError("--num and --length exclude each other: --num N prints N names, "
                                "--length N prints N characters of text")
-    if temperature <= 0:
-        raise click.BadParameter(f"must be > 0, got {temperature}", param_hint="--temperature")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise click.BadParameter(f"must be a number > 0, got {temperature}",
+                                 param_hint="--temperature")
+    if novel and length is not None:
+        raise click.UsageError("--novel filters names (--num); it has no meaning with --length")
     prime = command_line_text(prime)
     path = Path(checkpoint) if checkpoint else default_checkpoint()
     saved = load_checkpoint(path)
@@ -144,13 +150,13 @@ def sample(checkpoint, num, length, temperature, top_k, greedy, prime, seed, nov
 
 
 def _training_lines(saved) -> set[str] | None:
+    """The training corpus's lines, to tell new names from known ones (None if unreadable)."""
     data = saved.config.data
     try:
         text = read_text(data.corpus, data.encoding, data.errors)
     except CharRNNError:
         return None
-    corpus = build_corpus(text, "lines", 0.0, 0, saved.vocab)
-    return set(corpus.train.lines(saved.vocab))
+    return set(normalise_lines(text).split("\n")) - {""}
 
 
 def _names(saved, num, rng, novel, max_length, options) -> list[str]:
@@ -164,12 +170,12 @@ def _names(saved, num, rng, novel, max_length, options) -> list[str]:
         batch = sample_names(saved.params, saved.vocab, num, rng, max_length=max_length,
                              **options)
         drawn += len(batch)
-        names += [name for name in batch if not (novel and name in known)]
+        names += [name for name in batch if not (novel and (name in known or not name))]
         if len(names) >= num:
             break
     names = names[:num]
     if known is not None:
-        new = sum(name not in known for name in names)
+        new = sum(bool(name) and name not in known for name in names)
         click.echo(f"{len(names)} names: {new} new, {len(names) - new} in the training corpus"
                    + (f" ({drawn} drawn)" if novel else ""), err=True)
     return names
@@ -177,7 +183,7 @@ def _names(saved, num, rng, novel, max_length, options) -> list[str]:
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="use this config's model settings and vocabulary size")
+              help="use this config's activation (and its hidden size, up to 8)")
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="check the gradient at this checkpoint's weights (in float64)")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed")

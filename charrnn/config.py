@@ -37,7 +37,7 @@ def _spec(default: Any, *, choices: tuple | None = None, low: float | None = Non
 
 @dataclass(frozen=True)
 class DataConfig:
-    corpus: str = _spec("corpora/names.txt", doc="path of the UTF-8 text corpus")
+    corpus: str = _spec("corpora/names.txt", doc="path of the text corpus")
     mode: str = _spec("lines", choices=("lines", "stream"),
                       doc="lines: each line is one example (names); stream: one long text")
     val_fraction: float = _spec(0.1, low=0.0, high=1.0, high_open=True,
@@ -216,6 +216,9 @@ def _check_sizes(config: Config) -> None:
     if Path(config.training.out).name in ("", ".", ".."):
         raise CharRNNError(f"config training.out: {config.training.out!r} is a directory, not a "
                            f"checkpoint file; give e.g. checkpoints/run.npz")
+    if Path(config.training.out).suffix in (".jsonl", ".csv"):
+        raise CharRNNError(f"config training.out: {config.training.out!r} would be its own "
+                           f"metrics log; give the checkpoint a .npz name")
     cells = config.training.batch_size * config.training.seq_length
     if cells > MAX_BATCH_TIMES_SEQ:
         raise CharRNNError(f"config training: batch_size * seq_length = {cells} is over the limit "
@@ -293,12 +296,3 @@ def _validated(mapping: dict, overrides, where: str) -> Config:
 
 def config_from_yaml_text(text: str, where: str = "checkpoint config") -> Config:
     return from_mapping(parse_yaml(text, where))
-
-
-def describe_keys() -> list[tuple[str, Any, str]]:
-    """(section.key, default, doc) for every key: the README's table and `charrnn config` list."""
-    rows = []
-    for name, cls in _SECTION_CLASSES.items():
-        for spec in dataclasses.fields(cls):
-            rows.append((f"{name}.{spec.name}", spec.default, spec.metadata["doc"]))
-    return rows

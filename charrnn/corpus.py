@@ -87,12 +87,6 @@ class Corpus:
     train: Split
     val: Split | None
 
-    @property
-    def boundary(self) -> int:
-        index = self.vocab.boundary
-        assert index is not None, "lines mode always has the boundary in its vocabulary"
-        return index
-
 
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random (train, val) line numbers, each in ascending order."""
@@ -215,18 +209,21 @@ class LineBatches:
 
 def eval_batches(split: Split, mode: str, batch_size: int, seq_length: int,
                  max_chars: int | None = None):
-    """Batches that cover the split once (or its first max_chars characters), in order.
+    """Batches that cover the split once (or about max_chars characters spread over it).
 
     Stream mode cuts the text into batch_size contiguous streams whose hidden state is carried from
     chunk to chunk, so every character but each stream's first is predicted once.
     """
     if mode == "lines":
-        count = len(split.starts)
+        line_ids = np.arange(len(split.starts))
         if max_chars is not None:
-            count = max(1, int(np.searchsorted(np.cumsum(split.lengths + 1), max_chars)))
-            count = min(count, len(split.starts))
-        for first in range(0, count, batch_size):
-            yield gather_lines(split, np.arange(first, min(first + batch_size, count)))
+            # about max_chars characters of lines spread evenly over the split (its lines are
+            # in file order, which for names is alphabetical)
+            mean_length = float(np.mean(split.lengths + 1))
+            wanted = min(len(line_ids), max(1, int(max_chars / mean_length)))
+            line_ids = np.unique(np.linspace(0, len(line_ids) - 1, wanted).round().astype(int))
+        for first in range(0, len(line_ids), batch_size):
+            yield gather_lines(split, line_ids[first: first + batch_size])
         return
     tokens = split.tokens
     streams = max(1, min(batch_size, (len(tokens) - 1) // max(seq_length, 1)))

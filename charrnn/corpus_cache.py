@@ -88,23 +88,61 @@ def text_chunks(path: Path, encoding: str, errors: str, lines: bool,
                 return
 
 
-def cache_path(path: Path, encoding: str, errors: str, mode: str,
-               vocab: Vocabulary | None) -> Path:
-    stat = path.stat()
+def cache_path(path: Path, encoding: str, errors: str, mode: str) -> Path | None:
+    """Where the corpus's own encoding is cached (None if the file cannot be looked at); the
+    vocabulary sits beside it with the suffix .vocab.npy."""
+    try:
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
     key = hashlib.sha256(repr((CACHE_VERSION, stat.st_size, stat.st_mtime_ns, encoding, errors,
                                mode)).encode())
-    if vocab is not None:
-        key.update(vocab.codes.tobytes())
     return path.with_name(f".{path.name}.charrnn-{key.hexdigest()[:16]}.npy")
+
+
+def _vocab_path(cached: Path) -> Path:
+    return cached.with_name(cached.name[: -len(".npy")] + ".vocab.npy")
 
 
 def encode_file(path: str | Path, mode: str, vocab: Vocabulary | None = None,
                 encoding: str = "utf-8", errors: str = "strict",
                 use_cache: bool = True) -> tuple[Vocabulary, np.ndarray]:
-    """(vocabulary, indices) of the file; indices memory-mapped from the cache when it can be
-    written. A given vocabulary is kept; characters outside it are an error that lists them."""
+    """(vocabulary, indices) of the file. The corpus's own encoding comes from the cache when
+    there is one (nothing is decoded), else it is made in two chunked passes and cached. A given
+    vocabulary is kept: the indices are mapped onto it, and characters outside it are an error
+    that lists them."""
     path = Path(path)
     where = f"corpus {path}"
+    cached = cache_path(path, encoding, errors, mode) if use_cache else None
+    own = _read_cache(cached)
+    if own is None:
+        own = _encode(path, mode, encoding, errors, cached, where)
+    own_vocab, tokens = own
+    if vocab is None or vocab == own_vocab:
+        return own_vocab, tokens
+    unknown = vocab.unknown(own_vocab.chars)
+    if unknown:
+        vocab.encode("".join(unknown), where)  # raises, listing them
+    onto_given = np.searchsorted(vocab.codes, own_vocab.codes).astype(vocab.dtype)
+    return vocab, onto_given[tokens]
+
+
+def _read_cache(cached: Path | None) -> tuple[Vocabulary, np.ndarray] | None:
+    if cached is None or not cached.exists():
+        return None
+    try:
+        vocab = Vocabulary(np.load(_vocab_path(cached), allow_pickle=False))
+        tokens = np.load(cached, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, CharRNNError):
+        return None  # damaged or half-written: encode anew
+    if tokens.ndim != 1 or tokens.dtype != vocab.dtype or len(tokens) == 0:
+        return None
+    return vocab, _small_in_memory(tokens)
+
+
+def _encode(path: Path, mode: str, encoding: str, errors: str, cached: Path | None,
+            where: str) -> tuple[Vocabulary, np.ndarray]:
+    """First pass: the vocabulary and length; second pass: the indices, into the cache."""
     lines = mode == "lines"
     chunks = lambda: text_chunks(path, encoding, errors, lines)  # noqa: E731
     points, length = np.zeros(0, dtype=np.uint32), 0
@@ -115,21 +153,18 @@ def encode_file(path: str | Path, mode: str, vocab: Vocabulary | None = None,
         raise CharRNNError(f"{where} is empty; give it some text")
     if lines:
         points = np.union1d(points, code_points(BOUNDARY))
-    if vocab is None:
-        vocab = Vocabulary(points)
-    else:
-        unknown = [chr(p) for p in points[~np.isin(points, vocab.codes)]]
-        if unknown:
-            vocab.encode("".join(unknown), where)  # raises, listing them
-    cached = cache_path(path, encoding, errors, mode, vocab) if use_cache else None
-    if cached is not None and cached.exists():
-        try:
-            tokens = np.load(cached, mmap_mode="r", allow_pickle=False)
-            if tokens.shape == (length,) and tokens.dtype == vocab.dtype:
-                return vocab, _small_in_memory(tokens)
-        except (OSError, ValueError):
-            pass
+    vocab = Vocabulary(points)
     return vocab, _write_indices(chunks(), vocab, length, cached, where)
+
+
+def _save_atomically(target: Path, array: np.ndarray) -> None:
+    temporary = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:  # a handle: np.save would append .npy to a name
+            np.save(handle, array)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _write_indices(chunks: Iterator[str], vocab: Vocabulary, length: int,
@@ -156,6 +191,7 @@ def _write_indices(chunks: Iterator[str], vocab: Vocabulary, length: int,
     tokens.flush()
     del tokens
     try:
+        _save_atomically(_vocab_path(cached), vocab.codes)
         os.replace(temporary, cached)
     except OSError:
         data = np.load(temporary, allow_pickle=False)

@@ -6,17 +6,18 @@ import math
 
 import numpy as np
 
-from charrnn.corpus import Split, eval_batches, line_split, normalise_lines
+from charrnn.corpus import Split, eval_batches, line_split, load_corpus, normalise_lines
+from charrnn.errors import CharRNNError
 from charrnn.model import forward_loss
 from charrnn.vocab import Vocabulary
 
-LN2 = math.log(2.0)
+LN2 = math.log(2.0)  # nats to bits
 
 
-def evaluate_split(params: dict, split: Split, mode: str, activation: str = "tanh",
-                   batch_size: int = 64, seq_length: int = 100,
-                   max_chars: int | None = None) -> float:
-    """Mean nats per predicted character over the split (see corpus.eval_batches)."""
+def score_split(params: dict, split: Split, mode: str, activation: str = "tanh",
+                batch_size: int = 64, seq_length: int = 100,
+                max_chars: int | None = None) -> tuple[float, int]:
+    """(sum of nats, characters scored) over the split, cut as corpus.eval_batches cuts it."""
     total, count = 0.0, 0
     hidden_size = params["W_hh"].shape[0]
     dtype = params["W_hh"].dtype
@@ -27,7 +28,25 @@ def evaluate_split(params: dict, split: Split, mode: str, activation: str = "tan
         nll_sum, n, h = forward_loss(params, batch.x, batch.y, h, batch.mask, activation)
         total += nll_sum
         count += n
+    return total, count
+
+
+def evaluate_split(params: dict, split: Split, mode: str, activation: str = "tanh",
+                   batch_size: int = 64, seq_length: int = 100,
+                   max_chars: int | None = None) -> float:
+    """Mean nats per predicted character over the split."""
+    total, count = score_split(params, split, mode, activation, batch_size, seq_length,
+                               max_chars)
     return total / max(count, 1)
+
+
+def _summary(total: float, count: int, where: str) -> dict:
+    if count == 0:
+        raise CharRNNError(f"no characters of {where} could be scored: it is too short or every "
+                           f"line or run holds characters outside the vocabulary")
+    nats = total / count
+    return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": math.exp(nats),
+            "characters": count}
 
 
 def evaluate_text(params: dict, vocab: Vocabulary, text: str, mode: str,
@@ -58,36 +77,26 @@ def evaluate_text(params: dict, vocab: Vocabulary, text: str, mode: str,
         splits = [Split(indices[a:b]) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
     total, count = 0.0, 0
     for split in splits:
-        n = split.characters
-        total += evaluate_split(params, split, mode, activation, batch_size, seq_length) * n
-        count += n
-    nats = total / count if count else float("nan")
-    return {
-        "nats_per_char": nats,
-        "bits_per_char": nats / LN2,
-        "perplexity": math.exp(nats) if count else float("nan"),
-        "characters": count,
-        "out_of_vocabulary": out_of_vocabulary,
-        "unknown_characters": unknown_chars,
-    }
+        split_total, split_count = score_split(params, split, mode, activation, batch_size,
+                                               seq_length)
+        total += split_total
+        count += split_count
+    return {**_summary(total, count, "the text"), "out_of_vocabulary": out_of_vocabulary,
+            "unknown_characters": unknown_chars}
 
 
 def evaluate_corpus_split(saved, which: str = "val") -> dict:
     """Loss of a checkpoint on its own training corpus's validation (or training) split, cut
     exactly as the trainer cut it; the corpus is read from the checkpoint's data.corpus."""
-    from charrnn.corpus import load_corpus
-    from charrnn.errors import CharRNNError
-
     data, training = saved.config.data, saved.config.training
     corpus = load_corpus(data.corpus, data.mode, data.val_fraction, training.seed, saved.vocab,
-                         data.encoding, data.errors)
+                         data.encoding, data.errors, use_cache=data.cache)
     split = corpus.val if which == "val" else corpus.train
     if split is None:
         raise CharRNNError(f"the checkpoint's corpus {data.corpus} has no validation split "
                            f"(data.val_fraction is {data.val_fraction}); pass a TEXTFILE")
-    nats = evaluate_split(saved.params, split, data.mode, saved.config.model.activation,
-                          batch_size=max(training.batch_size, 64), seq_length=training.seq_length)
-    return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": math.exp(nats),
-            "characters": split.characters, "out_of_vocabulary": 0, "unknown_characters": [],
-            "split": which, "corpus": str(data.corpus)}
-
+    total, count = score_split(saved.params, split, data.mode, saved.config.model.activation,
+                               batch_size=max(training.batch_size, 64),
+                               seq_length=training.seq_length)
+    return {**_summary(total, count, f"the {which} split"), "out_of_vocabulary": 0,
+            "unknown_characters": [], "split": which, "corpus": str(data.corpus)}

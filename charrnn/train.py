@@ -31,12 +31,11 @@ from charrnn.checkpoint import (
 from charrnn.config import Config
 from charrnn.corpus import Corpus, LineBatches, StreamBatches, load_corpus
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate_split
+from charrnn.evaluate import LN2, evaluate_split
 from charrnn.model import Workspace, init_params, loss_and_grads
 from charrnn.optim import Layout, clip_gradients, grad_norm, make_optimizer
 from charrnn.sample import sample_names, sample_text
 
-LN2 = math.log(2.0)
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -134,7 +133,8 @@ def _output_lock(out: Path):
 
 
 class Run:
-    """The state of one training run; `save` and `resume` round-trip all of it."""
+    """The state of one training run; `checkpoint()` and `start_run(resume=...)` round-trip all
+    of it."""
 
     def __init__(self, config: Config, corpus: Corpus, params: dict, step: int = 0,
                  meta: dict | None = None, optimizer_state: dict | None = None,
@@ -149,6 +149,7 @@ class Run:
         self.flat_grad = np.empty_like(self.flat_params)
         self.grads = self.layout.views(self.flat_grad)  # the backward writes straight into these
         self.workspace = Workspace()
+        self.notes: list[str] = []  # warnings for the user, found while setting up
         self.optimizer = make_optimizer(self.layout, training, dtype)
         meta = meta or {}
         if optimizer_state:
@@ -275,8 +276,13 @@ def start_run(config: Config, resume: str | Path | None = None,
             raise CharRNNError(f"--resume {resume}: the model settings differ from the "
                                f"checkpoint's; resume without changing model.*")
         corpus = _load_for(config, saved.vocab)
-        return Run(config, corpus, saved.params, saved.step, saved.meta,
-                   saved.optimizer_state, saved.hidden)
+        run = Run(config, corpus, saved.params, saved.step, saved.meta, saved.optimizer_state,
+                  saved.hidden)
+        if saved.config.training.optimizer != config.training.optimizer:
+            run.notes.append(f"warning: the checkpoint was trained with "
+                             f"{saved.config.training.optimizer}; {config.training.optimizer} "
+                             f"starts from fresh optimizer state")
+        return run
     if init_from is not None:
         saved = load_checkpoint(init_from)
         config = config.replace(model=saved.config.to_dict()["model"])
@@ -319,13 +325,19 @@ def _trim_log(path: Path, step: int, log_format: str) -> None:
 
 def _append_log(path: Path, record: dict, log_format: str, fresh: bool) -> None:
     mode = "w" if fresh else "a"
-    with open(path, mode, encoding="utf-8") as handle:
-        if log_format == "jsonl":
-            handle.write(json.dumps(record) + "\n")
-        else:
-            if fresh or handle.tell() == 0:
-                handle.write(",".join(record) + "\n")
-            handle.write(",".join("" if v is None else str(v) for v in record.values()) + "\n")
+    try:
+        with open(path, mode, encoding="utf-8") as handle:
+            if log_format == "jsonl":
+                handle.write(json.dumps(record) + "\n")
+            else:
+                if fresh or handle.tell() == 0:
+                    handle.write(",".join(record) + "\n")
+                handle.write(",".join("" if v is None else str(v)
+                                      for v in record.values()) + "\n")
+    except OSError as error:
+        raise CharRNNError(f"cannot write the metrics log {path}: {error.strerror or error}; "
+                           f"the checkpoint at this step was saved; free the path or pass "
+                           f"another --out") from None
 
 
 def train(config: Config, *, resume: str | Path | None = None,
@@ -347,8 +359,11 @@ def train(config: Config, *, resume: str | Path | None = None,
         remove_stale_temporaries(out)
         remove_stale_temporaries(best_path(out))
         run = start_run(config, resume, init_from)
+        for note in run.notes:
+            report("warning", note)
         logfile = log_path(out, training.log_format)
-        fresh_log = resume is None
+        # a resumed run continues its own log; written to another --out, it starts one
+        fresh_log = resume is None or Path(resume).resolve() != out.resolve()
         if not fresh_log:
             _trim_log(logfile, run.step, training.log_format)
         if run.step >= training.steps:
@@ -360,8 +375,7 @@ def train(config: Config, *, resume: str | Path | None = None,
             file=sys.stderr)
         started = time.perf_counter()
         run_chars = 0
-        window = {"nll": 0.0, "chars": 0, "norm": 0.0, "clip": 0.0, "steps": 0,
-                  "t0": started}
+        window = _new_window()
         history: list[dict] = []
         val_loss = None
         stopped_early = False
@@ -380,19 +394,26 @@ def train(config: Config, *, resume: str | Path | None = None,
                     val_loss = run.evaluate(training.eval_max_chars)
                     record = _metrics(run, window, val_loss)
                     history.append(record)
-                    _append_log(logfile, record, training.log_format, fresh_log)
+                    try:
+                        _append_log(logfile, record, training.log_format, fresh_log)
+                    except CharRNNError:
+                        save_checkpoint(out, run.checkpoint())  # keep the steps trained so far
+                        raise
                     fresh_log = False
                     bar.set_postfix(loss=f"{record['train_loss']:.3f}",
                                     val=("-" if val_loss is None else f"{val_loss:.3f}"),
                                     cps=f"{record['chars_per_sec']:.0f}")
-                    window = {"nll": 0.0, "chars": 0, "norm": 0.0, "clip": 0.0, "steps": 0,
-                              "t0": time.perf_counter()}
-                    if val_loss is not None and (run.best_val_loss is None
-                                                 or val_loss < run.best_val_loss):
+                    window = _new_window()
+                    # only evaluations on the eval_every grid choose the best checkpoint and
+                    # count for patience: a run's last step (or its time limit) may fall off the
+                    # grid, and a resumed run must decide as the uninterrupted one would
+                    on_grid = run.step % training.eval_every == 0
+                    if on_grid and val_loss is not None and (
+                            run.best_val_loss is None or val_loss < run.best_val_loss):
                         run.best_val_loss = val_loss
                         run.evals_since_best = 0
                         save_checkpoint(best_path(out), run.checkpoint())
-                    elif val_loss is not None:
+                    elif on_grid and val_loss is not None:
                         run.evals_since_best += 1
                     if training.patience and run.evals_since_best >= training.patience:
                         stopped_early = True
@@ -402,10 +423,9 @@ def train(config: Config, *, resume: str | Path | None = None,
                     report("sample", f"----- sample at step {run.step} -----\n{sample}\n-----")
                     bar.refresh()
                 if (training.checkpoint_every and run.step % training.checkpoint_every == 0
-                        or last or stopped_early or out_of_time):
+                        or last or stopped_early or out_of_time or signals.signum is not None):
                     save_checkpoint(out, run.checkpoint())
                 if signals.signum is not None:
-                    save_checkpoint(out, run.checkpoint())
                     raise TrainingInterrupted(signals.signum, out, run.step)
                 if stopped_early or out_of_time:
                     if stopped_early:
@@ -418,6 +438,12 @@ def train(config: Config, *, resume: str | Path | None = None,
         final_train = history[-1]["train_loss"] if history else None
         return TrainResult(out, run.step, run.best_val_loss, val_loss, final_train, seconds,
                            run_chars / max(seconds, 1e-9), stopped_early, history)
+
+
+def _new_window() -> dict:
+    """Sums over the steps since the last evaluation, for its log record."""
+    return {"nll": 0.0, "chars": 0, "norm": 0.0, "clip": 0.0, "steps": 0,
+            "t0": time.perf_counter()}
 
 
 def _metrics(run: Run, window: dict, val_loss: float | None) -> dict:

@@ -65,10 +65,6 @@ class Vocabulary:
     def from_text(cls, text: str, extra: str = "") -> Vocabulary:
         return cls(np.unique(code_points(text + extra)))
 
-    @classmethod
-    def from_chars(cls, chars: str) -> Vocabulary:
-        return cls(np.unique(code_points(chars)))
-
     def __len__(self) -> int:
         return len(self.codes)
 

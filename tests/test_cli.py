@@ -240,8 +240,9 @@ def test_num_and_length_together_are_refused(names_model):
 
 
 def test_temperature_must_be_positive(names_model):
-    result = run("sample", "--checkpoint", names_model, "--temperature", 0, ok=False)
-    assert result.exit_code == 2 and "must be > 0" in result.output
+    for bad in ("0", "-1", "nan", "inf"):
+        result = run("sample", "--checkpoint", names_model, "--temperature", bad, ok=False)
+        assert result.exit_code == 2 and "must be a number > 0" in result.output, bad
 
 
 def test_shipped_configs_are_valid():
@@ -258,7 +259,10 @@ def test_eval_split_val_scores_the_held_out_part_like_the_trainer(text_model):
     state.params = saved.params
     result = json.loads(run("eval", "--checkpoint", text_model, "--split", "val",
                             "--json").stdout)
-    assert result["characters"] == state.corpus.val.characters
+    # every character of each of the streams the split is cut into, but each stream's first
+    val_length = len(state.corpus.val.tokens)
+    streams = min(64, (val_length - 1) // saved.config.training.seq_length)
+    assert result["characters"] == (val_length // streams - 1) * streams
     assert result["nats_per_char"] == pytest.approx(state.evaluate(None), rel=1e-9)
     assert run("eval", "--checkpoint", text_model, ok=False).exit_code == 2
 
@@ -295,3 +299,33 @@ def test_sample_writes_utf8_even_under_the_c_locale(tmp_path):
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode("utf-8")  # raises if the bytes are not UTF-8
     assert text.startswith("très 日本") and len(text.rstrip("\n")) >= 30 + 7
+
+
+def test_resume_writes_back_to_its_checkpoint_and_refuses_a_config(names_file, tmp_path):
+    first = tmp_path / "first.npz"
+    train_tiny(names_file, first)
+    run("train", "--resume", first, "--steps", 30)
+    assert load_checkpoint(first).step == 30
+    config = tmp_path / "c.yaml"
+    config.write_text(f"training: {{out: {tmp_path / 'other.npz'}}}\n")
+    result = run("train", "--resume", first, "--config", config, "--steps", 40, ok=False)
+    assert result.exit_code == 2 and "--set" in result.output
+    assert load_checkpoint(first).step == 30 and not (tmp_path / "other.npz").exists()
+
+
+def test_sample_still_works_after_the_corpus_gains_new_characters(names_model, names_file):
+    with open(names_file, "a", encoding="utf-8") as handle:
+        handle.write("josé\n")
+    result = run("sample", "--checkpoint", names_model, "--num", 4)
+    assert len(result.stdout.splitlines()) == 4 and "4 names:" in result.stderr
+
+
+def test_eval_of_a_text_with_nothing_to_score_is_an_error(text_model, tmp_path):
+    text = tmp_path / "unknown.txt"
+    text.write_text("☃☃☃", encoding="utf-8")
+    one_line_error(run("eval", "--checkpoint", text_model, text, "--json", ok=False),
+                   "no characters")
+
+
+def test_out_named_like_a_log_is_refused():
+    one_line_error(run("train", "--out", "checkpoints/run.jsonl", ok=False), "metrics log")

@@ -43,17 +43,19 @@ def test_second_load_reads_the_cache_memory_mapped_and_an_edit_invalidates_it(tm
     path = tmp_path / "c.txt"
     path.write_text("to be or not to be\n" * 50, encoding="utf-8")
     first = load_corpus(path, "stream", 0.1, 0)
-    cached = cache_path(path, "utf-8", "strict", "stream", first.vocab)
+    cached = cache_path(path, "utf-8", "strict", "stream")
     assert cached.exists() and cached.name.startswith(".c.txt.charrnn-")
     monkeypatch.setattr(corpus_cache, "IN_MEMORY_BYTES", 0)  # map even this small corpus
+    monkeypatch.setattr(corpus_cache, "text_chunks", None)  # a cache hit decodes nothing
     second = load_corpus(path, "stream", 0.1, 0)
+    monkeypatch.undo()
     assert isinstance(second.train.tokens, np.memmap)
     np.testing.assert_array_equal(first.train.tokens, second.train.tokens)
     path.write_text("something else entirely\n" * 50, encoding="utf-8")
     third = load_corpus(path, "stream", 0.1, 0)
     assert third.vocab != first.vocab
     assert third.vocab.decode(third.train.tokens[:9]) == "something"
-    assert len(clear_cache(path)) == 2
+    assert len(clear_cache(path)) == 4  # two versions, each indices and vocabulary
 
 
 def test_uint8_indices_for_small_vocabularies_and_wider_for_large(tmp_path):
@@ -107,3 +109,14 @@ def test_gathered_lines_start_at_the_boundary_and_mask_the_padding():
     assert decode(batch.x[:3, 0]) == "\nab" and decode(batch.y[:3, 0]) == "ab\n"
     assert batch.mask[:, 0].tolist() == [True, True, True, False, False]
     assert batch.characters == 3 + 5
+
+
+def test_capped_lines_evaluation_spreads_over_the_split():
+    from charrnn.corpus import eval_batches
+    names = [f"{chr(97 + i // 10)}name" for i in range(260)]  # alphabetical, like names.txt
+    corpus = build_corpus("\n".join(names) + "\n", "lines", 0.0, 0)
+    batches = list(eval_batches(corpus.train, "lines", 8, 25, max_chars=60))
+    first_letters = {corpus.vocab.decode(b.x[1, i:i + 1]) for b in batches
+                     for i in range(b.x.shape[1])}
+    assert len(first_letters) >= 8  # from a to z, not only the a-names
+    assert sum(b.characters for b in batches) <= 80

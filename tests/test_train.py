@@ -148,3 +148,31 @@ def test_resume_drops_log_records_past_the_checkpoint_and_cut_lines(names_file, 
           report=quiet)
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == [5, 10, 15, 20, 25, 30]
+
+
+def test_resume_with_patience_stops_where_the_uninterrupted_run_stops(names_file, tmp_path):
+    settings = dict(steps=200, eval_every=5, patience=2, lr=0.05, checkpoint_every=0)
+    whole = tiny_config(names_file, tmp_path / "whole.npz", **settings)
+    expected = train(whole, progress=False, report=quiet)
+    assert expected.stopped_early  # else this test shows nothing
+    for stop_at in (expected.step - 7, expected.step - 3):  # both off the eval_every grid
+        part = tiny_config(names_file, tmp_path / f"p{stop_at}.npz",
+                           **{**settings, "steps": stop_at})
+        train(part, progress=False, report=quiet)
+        resumed = train(part.replace(training={"steps": 200}), resume=part.training.out,
+                        progress=False, report=quiet)
+        assert resumed.step == expected.step
+        assert resumed.best_val_loss == expected.best_val_loss
+        a, b = load_checkpoint(whole.training.out), load_checkpoint(part.training.out)
+        assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_a_log_that_cannot_be_written_is_our_error_and_the_checkpoint_is_saved(names_file,
+                                                                               tmp_path):
+    from charrnn.errors import CharRNNError
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=20, eval_every=10,
+                         checkpoint_every=0)
+    log_path(config.training.out).mkdir()  # a directory where the log should be
+    with pytest.raises(CharRNNError, match="cannot write the metrics log"):
+        train(config, progress=False, report=quiet)
+    assert load_checkpoint(config.training.out).step == 10
