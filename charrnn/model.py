@@ -94,10 +94,11 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray, W_xh: np.ndarray, W_hh: np.ndarra
     recurrent = np.empty((B, H), dtype=W_hh.dtype)
     f = np.tanh if activation == "tanh" else _relu
     rows = list(states)  # the (B, H) views, made once rather than at every step
-    for t in range(1, T + 1):
-        np.dot(rows[t - 1], W_hh_T, out=recurrent)  # W_hh h_{t-1}
-        np.add(rows[t], recurrent, out=rows[t])
-        f(rows[t], out=rows[t])
+    dot, add = np.dot, np.add  # at batch 1 the loop's cost is its calls: no lookups in it
+    for h_prev, h_t in zip(rows[:-1], rows[1:]):
+        dot(h_prev, W_hh_T, out=recurrent)  # W_hh h_{t-1}
+        add(h_t, recurrent, out=h_t)
+        f(h_t, out=h_t)
     return h, RNNCache(x=x, h=h, states=states, W_xh_shape=W_xh.shape, W_hh=W_hh,
                        activation=activation)
 
@@ -116,11 +117,11 @@ def rnn_backward(dh: np.ndarray, cache: RNNCache, grads_out: dict | None = None,
     df = activation_derivative(h, activation, out=_scratch(workspace, "df", h.shape, h.dtype))
     da = dh
     dh_next = np.zeros((B, H), dtype=dh.dtype)
-    da_rows, df_rows = list(da), list(df)
-    for t in range(T - 1, -1, -1):
-        np.add(da_rows[t], dh_next, out=da_rows[t])  # dh_t = W_hy^T do_t + dh_next
-        np.multiply(da_rows[t], df_rows[t], out=da_rows[t])  # da_t = f'(a_t) * dh_t
-        np.dot(da_rows[t], W_hh, out=dh_next)  # dh_next = W_hh^T da_t
+    dot, add, multiply = np.dot, np.add, np.multiply
+    for da_t, df_t in zip(reversed(list(da)), reversed(list(df))):
+        add(da_t, dh_next, out=da_t)  # dh_t = W_hy^T do_t + dh_next
+        multiply(da_t, df_t, out=da_t)  # da_t = f'(a_t) * dh_t
+        dot(da_t, W_hh, out=dh_next)  # dh_next = W_hh^T da_t
     grads_out = grads_out or {}
     da_flat = da.reshape(T * B, H)
     # dW_hh = sum_t da_t h_{t-1}^T: one product over all steps, h_{-1} = h0 being states[0]
@@ -222,7 +223,8 @@ def softmax_loss_backward(scale: float, cache, grads_out: dict | None = None,
     do[np.arange(len(targets)), targets] -= 1.0
     if weights is not None:
         do *= weights[:, None]  # padding contributes neither loss nor gradient
-    do *= scale
+    if scale != 1.0:  # batch 1: min-char-rnn's plain sum, nothing to scale
+        do *= scale
     dW_hy = np.matmul(do.T, h_rows, out=grads_out.get("W_hy"))  # sum_t do_t h_t^T
     db_y = np.add.reduce(do, axis=0, out=grads_out.get("b_y"))
     dh = np.matmul(do, W_hy, out=_scratch(workspace, "dh", h_rows.shape, h_rows.dtype))
