@@ -99,14 +99,32 @@ def sample_text(params: dict, vocab: Vocabulary, length: int, rng: np.random.Gen
         h = np.zeros_like(h)
     h_all, _ = rnn_forward(feed[:, None], h, params["W_xh"], params["W_hh"], params["b_h"],
                            activation)
-    h = h_all[-1]
-    logits = h @ params["W_hy"].T + params["b_y"]
+    h = h_all[-1, 0]
+    # the loop below is one step of the recurrence and one draw: everything else is set up here
+    table = params["W_xh"].T + params["b_h"]  # row x: W_xh x + b_h for a one-hot x
+    W_hh_T = np.ascontiguousarray(params["W_hh"].T)
+    W_hy_T = np.ascontiguousarray(params["W_hy"].T)
+    b_y = params["b_y"]
+    f = np.tanh if activation == "tanh" else _relu_copy
+    uniforms = rng.random(length)
+    last = len(vocab) - 1
+    logits = h @ W_hy_T + b_y
     generated = np.empty(length, dtype=np.int64)
     zero = np.zeros_like(h)
     for t in range(length):
-        x = draw(probabilities(logits, temperature, top_k), rng, greedy)
-        generated[t] = x[0]
-        if reset_at_boundary and x[0] == vocab.boundary:
+        p = probabilities(logits, temperature, top_k)
+        if greedy:
+            x = int(p.argmax())
+        else:  # inverse CDF, as draw() does for a batch
+            cdf = np.cumsum(p)
+            x = min(int(np.searchsorted(cdf, uniforms[t] * cdf[-1], side="right")), last)
+        generated[t] = x
+        if reset_at_boundary and x == vocab.boundary:
             h = zero
-        h, logits = step(params, x, h, activation)
+        h = f(table[x] + h @ W_hh_T)
+        logits = h @ W_hy_T + b_y
     return prime + vocab.decode(generated)
+
+
+def _relu_copy(a: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0)
