@@ -89,6 +89,7 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray, W_xh: np.ndarray, W_hh: np.ndarra
     # x_t W_xh^T for a one-hot x_t is row x_t of W_xh^T: a lookup, never a one-hot product; the
     # bias joins the (V, H) table once rather than all T * B rows.
     table = W_xh.T + b_h
+    # mode="clip" lets take() write straight into out=; indices come from a Vocabulary, in range
     np.take(table, x, axis=0, out=h, mode="clip")
     W_hh_T = np.ascontiguousarray(W_hh.T)  # np.dot on contiguous operands: least per-call cost
     recurrent = np.empty((B, H), dtype=W_hh.dtype)
