@@ -114,9 +114,10 @@ def _output_lock(out: Path):
     except ImportError:  # pragma: no cover - Windows: no locking
         yield
         return
-    lock_file = out.with_name(f".{out.name}.lock")
+    target = out.resolve()  # two names (symlinks) for one file take one lock
+    lock_file = target.with_name(f".{target.name}.lock")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_file, "a+")
     except OSError as error:
         raise CharRNNError(f"cannot write to {out.parent}: {error.strerror}; choose another "

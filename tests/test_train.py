@@ -176,3 +176,16 @@ def test_a_log_that_cannot_be_written_is_our_error_and_the_checkpoint_is_saved(n
     with pytest.raises(CharRNNError, match="cannot write the metrics log"):
         train(config, progress=False, report=quiet)
     assert load_checkpoint(config.training.out).step == 10
+
+
+def test_two_names_for_one_output_share_the_lock(tmp_path):
+    from charrnn.errors import CharRNNError
+    from charrnn.train import _output_lock
+    real = tmp_path / "a.npz"
+    real.write_bytes(b"")
+    alias = tmp_path / "b.npz"
+    alias.symlink_to(real)
+    with _output_lock(real):
+        with pytest.raises(CharRNNError, match="another charrnn train is writing"):
+            with _output_lock(alias):
+                pass
