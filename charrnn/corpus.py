@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.corpus_cache import encode_file, text_chunks
+from charrnn.corpus_cache import encode_file, normalise_lines, text_chunks
 from charrnn.errors import CharRNNError
 from charrnn.vocab import BOUNDARY, Vocabulary
 
@@ -33,11 +33,6 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict",
     if not text:
         raise CharRNNError(f"{what} {path} is empty; give it some text")
     return text
-
-
-def normalise_lines(text: str) -> str:
-    """Lines mode: CRLF and CR line ends become LF, so '\\r' never enters a name."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 @dataclass

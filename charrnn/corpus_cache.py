@@ -45,6 +45,11 @@ def _open(path: Path, what: str):
                            f"file name") from None
 
 
+def normalise_lines(text: str) -> str:
+    """Lines mode: CRLF and CR line ends become LF, so '\\r' never enters a name."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def text_chunks(path: Path, encoding: str, errors: str, lines: bool,
                  what: str = "corpus") -> Iterator[str]:
     """The file's text, decoded chunk by chunk; lines mode turns CRLF and CR into LF."""
@@ -81,7 +86,7 @@ def text_chunks(path: Path, encoding: str, errors: str, lines: bool,
                 held_cr = "" if final or not text.endswith("\r") else "\r"
                 if held_cr:
                     text = text[:-1]  # its LF may open the next chunk
-                text = text.replace("\r\n", "\n").replace("\r", "\n")
+                text = normalise_lines(text)
             if text:
                 yield text
             if final:

@@ -96,16 +96,13 @@ class Vocabulary:
 
     def encode(self, text: str, where: str = "text") -> np.ndarray:
         """Indices of the text's characters; characters outside the vocabulary are an error."""
-        points = code_points(text)
-        indices = np.searchsorted(self.codes, points)
-        np.minimum(indices, len(self.codes) - 1, out=indices)
-        known = self.codes[indices] == points
+        indices, known = self.encode_known(text)
         if not known.all():
-            missing = sorted({chr(p) for p in points[~known]})
+            missing = self.unknown(text)
             raise CharRNNError(f"{where} has {len(missing)} character(s) outside the model's "
                                f"vocabulary: {_describe(missing)}; remove them or train on a "
                                f"corpus that has them")
-        return indices.astype(self.dtype)
+        return indices
 
     def encode_known(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(indices, known mask): like encode, but marks unknown characters instead of failing."""
