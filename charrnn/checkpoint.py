@@ -4,9 +4,13 @@ Keys (all plain arrays; text is stored as 0-d unicode arrays):
     format          "charrnn-checkpoint"         version     int64, FORMAT_VERSION
     config          the run's config as YAML      meta        JSON: step, RNG state, best loss, ...
     vocab           (V,) uint32 code points, ascending
-    W_xh (H, V), W_hh (H, H), b_h (H,), W_hy (V, H), b_y (V,)     the weights (float32 or float64)
-    opt.<slot>.<param>   optimizer state, shaped like the parameter (e.g. opt.mem.W_xh)
-    h               (B, H) hidden state carried between chunks (stream mode)
+    l0.W_xh, l0.W_hh, l0.b_h, ..., W_hy, b_y   the weights (float32 or float64), named and shaped
+                    by charrnn.model.param_shapes for the config's cell and layers
+    opt.<slot>.<param>   optimizer state, shaped like the parameter (e.g. opt.mem.l0.W_xh)
+    state.l<k>.<h|c>     (B, H) recurrent state carried between chunks (stream mode)
+
+Version 1 (the first release: one vanilla layer named W_xh, W_hh, b_h, W_hy, b_y, its state
+`h`) is read by renaming its keys to version 2's, and then checked like any other.
 
 A checkpoint may come from anywhere, so loading trusts nothing in it: the zip directory and every
 .npy header are read first, an array is only allocated once its header agrees with the bytes that
@@ -29,11 +33,14 @@ import numpy as np
 
 from charrnn.config import Config, config_from_yaml_text
 from charrnn.errors import CharRNNError
-from charrnn.model import PARAM_NAMES, param_shapes
+from charrnn.model import Model, ModelSpec, param_shapes, state_keys
 from charrnn.vocab import MAX_VOCAB_SIZE, Vocabulary
 
 FORMAT_NAME = "charrnn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# version 1 names -> version 2 names (one vanilla layer)
+V1_NAMES = {"W_xh": "l0.W_xh", "W_hh": "l0.W_hh", "b_h": "l0.b_h", "h": "state.l0.h"}
 MAX_ARRAY_BYTES = 8 * 2**30  # no array of a checkpoint we could write is this large
 MAX_DEFLATE_RATIO = 1032  # DEFLATE cannot expand data more than this; more is a zip bomb
 TEXT_KEYS = ("format", "config", "meta")
@@ -51,12 +58,21 @@ class Checkpoint:
     vocab: Vocabulary
     params: dict[str, np.ndarray]
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
-    hidden: np.ndarray | None = None
+    state: dict[str, np.ndarray] | None = None  # state.l0.h, ...: carried between chunks
     meta: dict = field(default_factory=dict)
+    version: int = FORMAT_VERSION  # of the file it was read from
 
     @property
     def step(self) -> int:
         return int(self.meta.get("step", 0))
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec.from_config(self.config.model, len(self.vocab))
+
+    @property
+    def model(self) -> Model:
+        return Model(self.spec, self.params)
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -83,8 +99,8 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         **checkpoint.params,
         **{f"opt.{key}": value for key, value in checkpoint.optimizer_state.items()},
     }
-    if checkpoint.hidden is not None:
-        arrays["h"] = checkpoint.hidden
+    if checkpoint.state is not None:
+        arrays.update(checkpoint.state)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
@@ -247,7 +263,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if path.is_dir():
         raise CharRNNError(f"{where} is a directory; pass the .npz file")
     headers = _array_headers(path, where)
-    for required in ("format", "version", "config", "meta", "vocab", *PARAM_NAMES):
+    for required in ("format", "version", "config", "meta", "vocab"):
         if required not in headers:
             raise CharRNNError(f"{where}: missing {required!r}; not a charrnn checkpoint, or "
                                f"written by another program")
@@ -261,18 +277,35 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                                        f"({_short(error)}); use an earlier checkpoint (e.g. the "
                                        f".best.npz beside it)") from None
 
-            config, vocab, meta = _records(read, headers, where)
-            expected = _expected_shapes(config, vocab, headers, where)
-            arrays = {name: read(name) for name in expected}
+            config, vocab, meta, version = _records(read, headers, where)
+            stored_as = _stored_names(headers, version)  # current name -> name in the file
+            expected = _expected_shapes(config, vocab, {name: headers[stored] for name, stored
+                                                        in stored_as.items()}, where)
+            arrays = {name: read(stored_as[name]) for name in expected}
     except CharRNNError:
         raise
     except Exception as error:  # noqa: BLE001 - opening the archive is parsing untrusted bytes
         raise CharRNNError(f"{where} is damaged ({_short(error)}); use an earlier checkpoint "
                            f"(e.g. the .best.npz beside it)") from None
-    return _checkpoint_from_arrays(config, vocab, meta, arrays, where)
+    return _checkpoint_from_arrays(config, vocab, meta, arrays, where, version)
 
 
-def _records(read, headers: dict[str, _Header], where: str) -> tuple[Config, Vocabulary, dict]:
+def _stored_names(headers: dict[str, _Header], version: int) -> dict[str, str]:
+    """Each array's current (version 2) name and the name it has in the file."""
+    if version >= 2:
+        return {key: key for key in headers}
+    names = {}
+    for key in headers:
+        if key.startswith("opt."):
+            slot, _, param = key[len("opt."):].partition(".")
+            names[f"opt.{slot}.{V1_NAMES.get(param, param)}"] = key
+        else:
+            names[V1_NAMES.get(key, key)] = key
+    return names
+
+
+def _records(read, headers: dict[str, _Header],
+             where: str) -> tuple[Config, Vocabulary, dict, int]:
     """The format, version, config, meta and vocab records, each checked before the next."""
     for name in TEXT_KEYS:
         header = headers[name]
@@ -282,10 +315,12 @@ def _records(read, headers: dict[str, _Header], where: str) -> tuple[Config, Voc
         raise CharRNNError(f"{where}: not a charrnn checkpoint (format field differs)")
     header = headers["version"]
     version = read("version") if header.shape == () and header.dtype.kind in "iu" else None
-    if version is None or int(version) != FORMAT_VERSION:
+    if version is None or int(version) not in READABLE_VERSIONS:
         shown = "unreadable" if version is None else int(version)
         raise CharRNNError(f"{where}: checkpoint format version {shown} is not supported "
-                           f"(this charrnn reads version {FORMAT_VERSION})")
+                           f"(this charrnn reads versions "
+                           f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade charrnn")
+    version = int(version)
     try:
         config = config_from_yaml_text(str(read("config")), f"{where} config")
     except CharRNNError as error:
@@ -302,7 +337,7 @@ def _records(read, headers: dict[str, _Header], where: str) -> tuple[Config, Voc
         vocab = Vocabulary(read("vocab"))
     except CharRNNError as error:
         raise CharRNNError(f"{where}: {error}") from None
-    return config, vocab, meta
+    return config, vocab, meta, version
 
 
 def _meta(text: str, where: str) -> dict:
@@ -336,24 +371,38 @@ def _meta(text: str, where: str) -> dict:
 
 def _expected_shapes(config: Config, vocab: Vocabulary, headers: dict[str, _Header],
                      where: str) -> dict[str, tuple[int, ...]]:
-    """The shape each remaining array must have, checked against its header before it is read."""
-    hidden_size = config.model.hidden_size
-    shapes = param_shapes(len(vocab), hidden_size)
+    """The shape each remaining array must have, checked against its header before it is read.
+
+    The config's model section (cell, layers, hidden size) and the vocabulary fix every shape."""
+    spec = ModelSpec.from_config(config.model, len(vocab))
+    hidden_size = spec.hidden_size
+    shapes = param_shapes(spec)
+    carried = state_keys(spec)
     expected = dict(shapes)
     slots: dict[str, set[str]] = {}
+    streams = None
     for key in headers:
         if key in TEXT_KEYS or key in ("version", "vocab") or key in shapes:
             continue
-        slot, _, param = key.partition(".")[2].rpartition(".")
+        slot, _, param = key[len("opt."):].partition(".")
         if key.startswith("opt.") and slot and param in shapes:
             slots.setdefault(slot, set()).add(param)
             expected[key] = shapes[param]
-        elif key == "h":
-            streams = headers[key].shape[0] if len(headers[key].shape) == 2 else -1
+        elif key in carried:
+            shape = headers[key].shape
+            streams = streams if streams is not None else (shape[0] if len(shape) == 2 else -1)
             expected[key] = (streams, hidden_size)
         else:
-            raise CharRNNError(f"{where}: unexpected array {key!r}; not a charrnn checkpoint of "
-                               f"format version {FORMAT_VERSION}")
+            raise CharRNNError(f"{where}: unexpected array {key!r}; not a checkpoint of a "
+                               f"{spec.describe()} model (its config's model section)")
+    for name in shapes:
+        if name not in headers:
+            raise CharRNNError(f"{where}: missing {name!r}, which a {spec.describe()} model "
+                               f"needs; the file is damaged or its config was edited")
+    if streams is not None and any(key not in headers for key in carried):
+        raise CharRNNError(f"{where}: the carried state lacks "
+                           f"{', '.join(k for k in carried if k not in headers)}; the file is "
+                           f"damaged")
     for slot, params in slots.items():
         if params != set(shapes):
             missing = ", ".join(sorted(set(shapes) - params))
@@ -364,9 +413,9 @@ def _expected_shapes(config: Config, vocab: Vocabulary, headers: dict[str, _Head
         if header.dtype not in (np.float32, np.float64):
             raise CharRNNError(f"{where}: {name} has dtype {header.dtype}, expected float32 or "
                                f"float64; file is damaged")
-        if header.shape != shape or (name == "h" and shape[0] < 1):
-            raise CharRNNError(f"{where}: {name} has shape {header.shape}, but a vocabulary of "
-                               f"{len(vocab)} and hidden_size {hidden_size} need "
+        if header.shape != shape or (name in carried and shape[0] < 1):
+            raise CharRNNError(f"{where}: {name} has shape {header.shape}, but a "
+                               f"{spec.describe()} model with a vocabulary of {len(vocab)} needs "
                                f"{_shape_text(shape)}; the file is damaged or edited")
     return expected
 
@@ -376,16 +425,19 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 
 def _checkpoint_from_arrays(config: Config, vocab: Vocabulary, meta: dict,
-                            arrays: dict[str, np.ndarray], where: str) -> Checkpoint:
+                            arrays: dict[str, np.ndarray], where: str,
+                            version: int = FORMAT_VERSION) -> Checkpoint:
     dtype = config.model.dtype
-    params = {name: arrays[name].astype(dtype, copy=False) for name in PARAM_NAMES}
-    for name, value in params.items():
+    spec = ModelSpec.from_config(config.model, len(vocab))
+    params = {name: arrays[name].astype(dtype, copy=False) for name in param_shapes(spec)}
+    optimizer_state = {key[len("opt."):]: value.astype(dtype, copy=False)
+                       for key, value in arrays.items() if key.startswith("opt.")}
+    state = {key: arrays[key].astype(dtype, copy=False) for key in state_keys(spec)
+             if key in arrays} or None
+    checked = {**params, **{f"optimizer state {k}": v for k, v in optimizer_state.items()},
+               **(state or {})}
+    for name, value in checked.items():
         if not np.all(np.isfinite(value)):
             raise CharRNNError(f"{where}: {name} holds NaN or infinite values; use an earlier "
                                f"checkpoint")
-    optimizer_state = {key[len("opt."):]: value.astype(dtype, copy=False)
-                       for key, value in arrays.items() if key.startswith("opt.")}
-    hidden = arrays.get("h")
-    if hidden is not None:
-        hidden = hidden.astype(dtype, copy=False)
-    return Checkpoint(config, vocab, params, optimizer_state, hidden, meta)
+    return Checkpoint(config, vocab, params, optimizer_state, state, meta, version)

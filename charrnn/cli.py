@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -11,13 +12,15 @@ from pathlib import Path
 import click
 import numpy as np
 
+from charrnn.cells import CELLS
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, with_overrides
 from charrnn.corpus import normalise_lines, read_text
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_corpus_split, evaluate_text
-from charrnn.gradcheck import TOLERANCE, run_gradcheck
+from charrnn.gradcheck import TOLERANCE, default_specs, run_gradcheck
+from charrnn.model import ModelSpec
 from charrnn.sample import sample_names, sample_text
 from charrnn.train import TrainingInterrupted
 from charrnn.train import train as train_model
@@ -36,7 +39,7 @@ def _utf8_stdout() -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="charrnn")
 def main():
-    """charrnn: train, sample and check a character-level vanilla RNN on NumPy."""
+    """charrnn: train, sample and check character-level RNN, LSTM and GRU models on NumPy."""
     _utf8_stdout()
 
 
@@ -131,14 +134,12 @@ def sample(checkpoint, num, length, temperature, top_k, greedy, prime, seed, nov
     saved = load_checkpoint(path)
     rng = np.random.default_rng(seed)
     mode = saved.config.data.mode
-    activation = saved.config.model.activation
-    options = dict(activation=activation, temperature=temperature, top_k=top_k, greedy=greedy,
-                   prime=prime)
+    options = dict(temperature=temperature, top_k=top_k, greedy=greedy, prime=prime)
     if length is None and (num is not None or mode == "lines"):
         names = _names(saved, num or 20, rng, novel, max_length, options)
         text = "\n".join(names) + "\n"
     else:
-        text = sample_text(saved.params, saved.vocab, 500 if length is None else length, rng,
+        text = sample_text(saved.model, saved.vocab, 500 if length is None else length, rng,
                            reset_at_boundary=mode == "lines", **options) + "\n"
     if output:
         try:
@@ -167,7 +168,7 @@ def _names(saved, num, rng, novel, max_length, options) -> list[str]:
     names: list[str] = []
     drawn = 0
     for _ in range(50):
-        batch = sample_names(saved.params, saved.vocab, num, rng, max_length=max_length,
+        batch = sample_names(saved.model, saved.vocab, num, rng, max_length=max_length,
                              **options)
         drawn += len(batch)
         names += [name for name in batch if not (novel and (name in known or not name))]
@@ -183,35 +184,39 @@ def _names(saved, num, rng, novel, max_length, options) -> list[str]:
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="use this config's activation (and its hidden size, up to 8)")
+              help="check this config's model (cell, layers, dropout; hidden size up to 8)")
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="check the gradient at this checkpoint's weights (in float64)")
+@click.option("--cell", type=click.Choice(sorted(CELLS)), help="check only this cell")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed")
 @friendly_errors
-def gradcheck(config_path, checkpoint, seed):
+def gradcheck(config_path, checkpoint, cell, seed):
     """Compare every analytic gradient with centred finite differences, in float64."""
     if config_path and checkpoint:
         raise click.UsageError("give --config or --checkpoint, not both")
     params = None
-    activations = ("tanh", "relu")
-    vocab_size, hidden_size = 7, 6
     if checkpoint:
         saved = load_checkpoint(checkpoint)
         params = saved.params
-        activations = (saved.config.model.activation,)
+        specs = [saved.spec]
     elif config_path:
         config = load_config(config_path)
-        activations = (config.model.activation,)
-        hidden_size = min(config.model.hidden_size, 8)
-    tables = run_gradcheck(params, activations, seed, vocab_size, hidden_size)
+        spec = ModelSpec.from_config(config.model, 7)
+        specs = [dataclasses.replace(spec, hidden_size=min(spec.hidden_size, 8), init_scale=0.5)]
+    else:
+        specs = default_specs()
+    specs = [spec for spec in specs if cell is None or spec.cell == cell]
+    if not specs:
+        raise click.UsageError(f"--cell {cell} does not match the model of --checkpoint or "
+                               f"--config")
     failed = False
-    for activation, rows in tables.items():
-        click.echo(f"activation {activation} (float64, tolerance {TOLERANCE:g})")
-        click.echo(f"  {'parameter':<10}{'shape':<14}{'max rel error':>15}{'checked':>9}"
+    for label, rows in run_gradcheck(specs, params, seed):
+        click.echo(f"{label} (float64, tolerance {TOLERANCE:g})")
+        click.echo(f"  {'parameter':<12}{'shape':<14}{'max rel error':>15}{'checked':>9}"
                    f"{'kinks':>7}  ")
         for row in rows:
             failed |= not row.ok
-            click.echo(f"  {row.name:<10}{str(row.shape):<14}{row.max_rel_error:>15.3e}"
+            click.echo(f"  {row.name:<12}{str(row.shape):<14}{row.max_rel_error:>15.3e}"
                        f"{row.checked:>9}{row.skipped_at_kinks:>7}  "
                        f"{'ok' if row.ok else 'FAIL'}")
     if failed:
@@ -238,8 +243,7 @@ def eval_command(checkpoint, textfile, split, as_json, encoding):
         result = evaluate_corpus_split(saved, split)
     else:
         text = read_text(textfile, encoding, "strict", what="text")
-        result = evaluate_text(saved.params, saved.vocab, text, saved.config.data.mode,
-                               saved.config.model.activation)
+        result = evaluate_text(saved.model, saved.vocab, text, saved.config.data.mode)
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -50,10 +50,21 @@ class DataConfig:
                                   "and read it memory-mapped")
 
 
+CELL_NAMES = ("rnn", "lstm", "gru")  # charrnn.cells.CELLS; listed here so config stays data
+MAX_LAYERS = 64
+
+
 @dataclass(frozen=True)
 class ModelConfig:
+    cell: str = _spec("rnn", choices=CELL_NAMES,
+                      doc="rnn: vanilla (min-char-rnn); lstm; gru (PyTorch's convention)")
+    num_layers: int = _spec(1, low=1, high=MAX_LAYERS, doc="stacked recurrent layers")
     hidden_size: int = _spec(128, low=1, high=MAX_HIDDEN_SIZE, doc="units in the hidden state")
-    activation: str = _spec("tanh", choices=("tanh", "relu"), doc="h_t = f(a_t)")
+    activation: str = _spec("tanh", choices=("tanh", "relu"),
+                            doc="h_t = f(a_t), for cell rnn only")
+    dropout: float = _spec(0.0, low=0.0, high=1.0, high_open=True,
+                           doc="inverted dropout between layers and before the output layer")
+    forget_bias: float = _spec(1.0, doc="the LSTM's forget-gate bias at initialisation")
     init_scale: float = _spec(0.01, low=0.0, low_open=True,
                               doc="weights start as N(0, 1) * init_scale (min-char-rnn: 0.01)")
     dtype: str = _spec("float64", choices=("float32", "float64"), doc="training precision")
@@ -126,6 +137,9 @@ PEER_NAMES = {
     "checkpoint_every_n": "checkpoint_every", "input": "corpus", "data_dir": "corpus",
     "input_txt": "corpus", "input_h5": "corpus", "out_dir": "out", "checkpoint_name": "out",
     "seed_value": "seed", "lr_decay_rate": "lr_decay", "learning_rate_decay": "lr_decay",
+    "model": "cell", "type": "cell", "rnn_type": "cell", "cell_type": "cell",
+    "n_layer": "num_layers", "n_layers": "num_layers", "layers": "num_layers",
+    "dropout_rate": "dropout", "p_dropout": "dropout",
 }
 
 
@@ -213,6 +227,11 @@ def from_mapping(mapping: Any) -> Config:
 
 
 def _check_sizes(config: Config) -> None:
+    model = config.model
+    if model.cell != "rnn" and model.activation != "tanh":
+        raise CharRNNError(f"config model.activation: {model.activation!r} applies only to "
+                           f"cell rnn; an {model.cell} cell has its own gates (remove "
+                           f"model.activation or set model.cell: rnn)")
     if Path(config.training.out).name in ("", ".", ".."):
         raise CharRNNError(f"config training.out: {config.training.out!r} is a directory, not a "
                            f"checkpoint file; give e.g. checkpoints/run.npz")

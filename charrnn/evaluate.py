@@ -8,35 +8,31 @@ import numpy as np
 
 from charrnn.corpus import Split, eval_batches, line_split, load_corpus, normalise_lines
 from charrnn.errors import CharRNNError
-from charrnn.model import forward_loss
+from charrnn.model import Model
 from charrnn.vocab import Vocabulary
 
 LN2 = math.log(2.0)  # nats to bits
 
 
-def score_split(params: dict, split: Split, mode: str, activation: str = "tanh",
-                batch_size: int = 64, seq_length: int = 100,
-                max_chars: int | None = None) -> tuple[float, int]:
+def score_split(model: Model, split: Split, mode: str, batch_size: int = 64,
+                seq_length: int = 100, max_chars: int | None = None) -> tuple[float, int]:
     """(sum of nats, characters scored) over the split, cut as corpus.eval_batches cuts it."""
     total, count = 0.0, 0
-    hidden_size = params["W_hh"].shape[0]
-    dtype = params["W_hh"].dtype
-    h = None
+    state = None
     for batch in eval_batches(split, mode, batch_size, seq_length, max_chars):
-        if batch.reset or h is None or h.shape[0] != batch.x.shape[1]:
-            h = np.zeros((batch.x.shape[1], hidden_size), dtype=dtype)
-        nll_sum, n, h = forward_loss(params, batch.x, batch.y, h, batch.mask, activation)
+        if batch.reset or state is None or state[0][0].shape[0] != batch.x.shape[1]:
+            state = model.zero_state(batch.x.shape[1])
+        nll_sum, n, state = model.forward_loss(batch.x, batch.y, state, batch.mask,
+                                               check=False)
         total += nll_sum
         count += n
     return total, count
 
 
-def evaluate_split(params: dict, split: Split, mode: str, activation: str = "tanh",
-                   batch_size: int = 64, seq_length: int = 100,
-                   max_chars: int | None = None) -> float:
+def evaluate_split(model: Model, split: Split, mode: str, batch_size: int = 64,
+                   seq_length: int = 100, max_chars: int | None = None) -> float:
     """Mean nats per predicted character over the split."""
-    total, count = score_split(params, split, mode, activation, batch_size, seq_length,
-                               max_chars)
+    total, count = score_split(model, split, mode, batch_size, seq_length, max_chars)
     return total / max(count, 1)
 
 
@@ -49,8 +45,8 @@ def _summary(total: float, count: int, where: str) -> dict:
             "characters": count}
 
 
-def evaluate_text(params: dict, vocab: Vocabulary, text: str, mode: str,
-                  activation: str = "tanh", batch_size: int = 64, seq_length: int = 100) -> dict:
+def evaluate_text(model: Model, vocab: Vocabulary, text: str, mode: str,
+                  batch_size: int = 64, seq_length: int = 100) -> dict:
     """Loss on a text read in the model's data mode. Characters outside the vocabulary are
     counted and reported; the loss covers the text's lines (lines mode) or runs (stream mode)
     that hold none of them, never a silently altered text."""
@@ -77,8 +73,7 @@ def evaluate_text(params: dict, vocab: Vocabulary, text: str, mode: str,
         splits = [Split(indices[a:b]) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
     total, count = 0.0, 0
     for split in splits:
-        split_total, split_count = score_split(params, split, mode, activation, batch_size,
-                                               seq_length)
+        split_total, split_count = score_split(model, split, mode, batch_size, seq_length)
         total += split_total
         count += split_count
     return {**_summary(total, count, "the text"), "out_of_vocabulary": out_of_vocabulary,
@@ -95,7 +90,7 @@ def evaluate_corpus_split(saved, which: str = "val") -> dict:
     if split is None:
         raise CharRNNError(f"the checkpoint's corpus {data.corpus} has no validation split "
                            f"(data.val_fraction is {data.val_fraction}); pass a TEXTFILE")
-    total, count = score_split(saved.params, split, data.mode, saved.config.model.activation,
+    total, count = score_split(saved.model, split, data.mode,
                                batch_size=max(training.batch_size, 64),
                                seq_length=training.seq_length)
     return {**_summary(total, count, f"the {which} split"), "out_of_vocabulary": 0,

@@ -4,21 +4,32 @@ The numerical derivative uses the fourth-order centred stencil
     f'(w) ~ [8 (f(w+e) - f(w-e)) - (f(w+2e) - f(w-2e))] / (12 e),
 whose truncation error (O(e^4)) and rounding error are both far below the 1e-6 bar, and errors
 are CS231n's relative error |a - n| / max(1e-8, |a| + |n|), the one definition used everywhere.
+
+The analytic gradient is computed exactly as the trainer computes it: one flat gradient vector
+whose views receive every parameter's gradient, and reused scratch memory. Dropout masks are held
+fixed by drawing them from a generator re-created from the same seed for every evaluation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from charrnn.model import PARAM_NAMES, init_params, loss_and_grads, rnn_forward
+from charrnn.model import Model, ModelSpec
+from charrnn.optim import Layout
+from charrnn.workspace import Workspace
 
 TOLERANCE = 1e-6
 STENCIL_STEP = 1e-3
 # A relu unit whose pre-activation crosses 0 inside the stencil makes the difference quotient
 # meaningless there (a kink, not a wrong gradient): such entries are counted and skipped.
+
+# What `charrnn gradcheck` checks by default: every cell, one layer plain and two layers with
+# dropout between them and before the output layer, all with a padding mask.
+VARIANTS = (("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh"))
+STACKS = ((1, 0.0), (2, 0.3))
 
 
 def rel_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
@@ -40,71 +51,103 @@ class GradcheckRow:
 
 @dataclass
 class Problem:
-    """A small fixed objective: weights, a chunk (x, y, mask) and an initial state h0."""
+    """A small fixed objective: a float64 model, a chunk (x, y, mask) and an initial state."""
 
-    params: dict[str, np.ndarray]
+    model: Model
     x: np.ndarray
     y: np.ndarray
-    h0: np.ndarray
+    state0: tuple
     mask: np.ndarray | None
-    activation: str
+    dropout_seed: int | None = None  # masks drawn from default_rng(dropout_seed) every time
+
+    @property
+    def label(self) -> str:
+        spec = self.model.spec
+        dropout = f", dropout {spec.dropout:g}" if self.dropout_seed is not None else ""
+        return f"{spec.describe()}{dropout}"
+
+    def dropout_rng(self) -> np.random.Generator | None:
+        return None if self.dropout_seed is None else np.random.default_rng(self.dropout_seed)
 
 
-def make_problem(vocab_size: int = 7, hidden_size: int = 6, steps: int = 5, batch: int = 3,
-                 activation: str = "tanh", seed: int = 0, params: dict | None = None,
-                 init_scale: float = 0.5, masked: bool = True) -> Problem:
-    """Random indices, a nonzero h0 and (optionally) a padding mask, all in float64."""
+def make_problem(spec: ModelSpec | None = None, steps: int = 5, batch: int = 3, seed: int = 0,
+                 params: dict | None = None, masked: bool = True) -> Problem:
+    """Random weights (or params, e.g. a checkpoint's), indices, a nonzero initial state and a
+    padding mask, all in float64."""
+    spec = replace(spec or ModelSpec(vocab_size=7, hidden_size=6, init_scale=0.5),
+                   dtype="float64")
     rng = np.random.default_rng(seed)
     if params is None:
-        params = init_params(vocab_size, hidden_size, init_scale, rng, "float64")
-        params["b_h"] += rng.standard_normal(hidden_size) * init_scale
-        params["b_y"] += rng.standard_normal(vocab_size) * init_scale
+        model = Model.init(spec, rng)
+        for value in model.params.values():
+            if value.ndim == 1:  # nonzero biases, so every bias gradient path is exercised
+                value += rng.standard_normal(value.shape) * spec.init_scale
     else:
-        params = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
-        vocab_size, hidden_size = params["W_xh"].shape[1], params["W_hh"].shape[0]
-    x = rng.integers(vocab_size, size=(steps, batch))
-    y = rng.integers(vocab_size, size=(steps, batch))
-    h0 = np.tanh(rng.standard_normal((batch, hidden_size)))
+        model = Model(spec, {name: np.array(value, dtype=np.float64)
+                             for name, value in params.items()})
+    V, H = spec.vocab_size, spec.hidden_size
+    x = rng.integers(V, size=(steps, batch))
+    y = rng.integers(V, size=(steps, batch))
+    state0 = tuple(tuple(np.tanh(rng.standard_normal((batch, H))) for _ in layer)
+                   for layer in model.zero_state(batch))
     mask = None
     if masked and batch > 1:
         lengths = rng.integers(1, steps + 1, size=batch)
         lengths[0] = steps
         mask = np.arange(steps)[:, None] < lengths[None, :]
-    return Problem(params, x, y, h0, mask, activation)
+    dropout_seed = seed + 1 if spec.dropout > 0 else None
+    return Problem(model, x, y, state0, mask, dropout_seed)
 
 
-GradientFunction = Callable[..., tuple]
+def trainer_gradients(problem: Problem):
+    """The analytic gradients as the trainer gets them: (grads by name, dstate0)."""
+    model = problem.model
+    layout = Layout({name: value.shape for name, value in model.params.items()})
+    flat_params = layout.flatten(model.params, dtype=np.float64)
+    flat_grad = np.full_like(flat_params, np.nan)  # every entry must be written by the backward
+    on_flat = model.with_params(layout.views(flat_params))
+    workspace = Workspace()
+    for _ in range(2):  # twice: the second call reuses the scratch memory of the first
+        result = on_flat.loss_and_grads(problem.x, problem.y, problem.state0, problem.mask,
+                                        dropout_rng=problem.dropout_rng(),
+                                        grads_out=layout.views(flat_grad), workspace=workspace)
+    return layout.views(flat_grad.copy()), result.dstate0
+
+
+GradientFunction = Callable[[Problem], tuple]
 
 
 def check_gradients(problem: Problem, max_entries: int = 60, seed: int = 0,
-                    gradients: GradientFunction = loss_and_grads) -> list[GradcheckRow]:
-    """Compare analytic and numerical gradients of every parameter and of h0.
+                    gradients: GradientFunction = trainer_gradients) -> list[GradcheckRow]:
+    """Compare analytic and numerical gradients of every parameter and initial state entry.
 
-    `gradients` is the function under test (the model's loss_and_grads by default), so a test can
-    hand in a deliberately wrong one and see the check fail.
+    `gradients` is the function under test (the trainer's path by default), so a test can hand
+    in a deliberately wrong one and see the check fail.
     """
     rng = np.random.default_rng(seed)
     p = problem
-    scale = 1.0 / p.x.shape[1]
+    model = p.model
+    relu = model.spec.cell == "rnn" and model.spec.activation == "relu"
 
-    def objective(params, h0):
-        nll_sum, _, _, _, _ = loss_and_grads(params, p.x, p.y, h0, p.mask, p.activation, scale)
-        return nll_sum * scale
+    def objective() -> float:
+        return model.loss_and_grads(p.x, p.y, p.state0, p.mask,
+                                    dropout_rng=p.dropout_rng()).objective
 
-    def activation_pattern(params, h0):
-        h, _ = rnn_forward(p.x, h0, params["W_xh"], params["W_hh"], params["b_h"], p.activation)
-        return h > 0
+    def activation_pattern():
+        fwd = model.forward(p.x, p.state0, p.dropout_rng())
+        return [cache.h > 0 for _, _, cache in fwd.layers]
 
-    _, _, grads, dh0, _ = gradients(p.params, p.x, p.y, p.h0, p.mask, p.activation, scale)
-    targets = {**{name: (p.params[name], grads[name]) for name in PARAM_NAMES},
-               "h0": (p.h0, dh0)}
+    grads, dstate0 = gradients(p)
+    targets = {name: (value, grads[name]) for name, value in model.params.items()}
+    for layer, (values, dvalues) in enumerate(zip(p.state0, dstate0)):
+        for state_name, value, dvalue in zip(model.cell.state_names, values, dvalues):
+            targets[f"{state_name}0.l{layer}"] = (value, dvalue)
+    base_pattern = activation_pattern() if relu else None
     rows = []
     for name, (value, analytic) in targets.items():
-        flat_count = value.size
-        picks = (np.arange(flat_count) if flat_count <= max_entries
-                 else rng.choice(flat_count, size=max_entries, replace=False))
+        picks = (np.arange(value.size) if value.size <= max_entries
+                 else rng.choice(value.size, size=max_entries, replace=False))
         worst, checked, skipped = 0.0, 0, 0
-        base_pattern = activation_pattern(p.params, p.h0) if p.activation == "relu" else None
         for flat in picks:
             index = np.unravel_index(flat, value.shape)
             original = value[index]
@@ -112,9 +155,9 @@ def check_gradients(problem: Problem, max_entries: int = 60, seed: int = 0,
             same_kinks = True
             for k in (-2, -1, 1, 2):
                 value[index] = original + k * STENCIL_STEP
-                values[k] = objective(p.params, p.h0)
-                if base_pattern is not None and not np.array_equal(
-                        activation_pattern(p.params, p.h0), base_pattern):
+                values[k] = objective()
+                if relu and not all(np.array_equal(a, b) for a, b in
+                                    zip(activation_pattern(), base_pattern)):
                     same_kinks = False
             value[index] = original
             if not same_kinks:
@@ -128,10 +171,18 @@ def check_gradients(problem: Problem, max_entries: int = 60, seed: int = 0,
     return rows
 
 
-def run_gradcheck(params: dict | None = None, activations=("tanh", "relu"), seed: int = 0,
-                  vocab_size: int = 7, hidden_size: int = 6) -> dict[str, list[GradcheckRow]]:
-    """The table `charrnn gradcheck` prints: one list of rows per activation."""
-    return {activation: check_gradients(make_problem(vocab_size, hidden_size,
-                                                     activation=activation, seed=seed,
-                                                     params=params), seed=seed)
-            for activation in activations}
+def default_specs(vocab_size: int = 7, hidden_size: int = 6) -> list[ModelSpec]:
+    """Every cell, with 1 layer and with 2 layers and dropout."""
+    return [ModelSpec(vocab_size=vocab_size, hidden_size=hidden_size, cell=cell,
+                      activation=activation, num_layers=layers, dropout=dropout, init_scale=0.5)
+            for cell, activation in VARIANTS for layers, dropout in STACKS]
+
+
+def run_gradcheck(specs: list[ModelSpec] | None = None, params: dict | None = None,
+                  seed: int = 0) -> list[tuple[str, list[GradcheckRow]]]:
+    """The tables `charrnn gradcheck` prints: (label, rows) for each model checked."""
+    tables = []
+    for spec in specs or default_specs():
+        problem = make_problem(spec, seed=seed, params=params)
+        tables.append((problem.label, check_gradients(problem, seed=seed)))
+    return tables

@@ -1,159 +1,353 @@
-"""The vanilla RNN: forward and hand-written backward (truncated BPTT), batched over (time, batch).
+"""The model: a stack of recurrent layers of one cell type, an output layer and the softmax loss.
 
-Equations (column form, as in min-char-rnn):
-    a_t = W_xh x_t + W_hh h_{t-1} + b_h        h_t = f(a_t), f = tanh (or relu)
-    o_t = W_hy h_t + b_y                       p_t = softmax(o_t)      L = sum_t -log p_t[y_t]
-Backward:
-    do_t = p_t - onehot(y_t)                   dh_t = W_hy^T do_t + dh_next
-    da_t = f'(a_t) * dh_t                      dh_next = W_hh^T da_t
+This module is the one place that knows what a model is: its parameter names and shapes, its
+initialisation, its recurrent state, and the forward and backward of the whole stack. Everything
+else (training, sampling, evaluation, checkpoints, gradcheck, gradflow) asks a `Model`.
 
-Arrays are time-major: h has shape (T, B, H) and each h[t] is a (B, H) block of row vectors, so the
-row form of a_t is x_t W_xh^T + h_{t-1} W_hh^T + b_h. The weights keep min-char-rnn's shapes:
-W_xh (H, V), W_hh (H, H), W_hy (V, H). Only the recurrence loops over time in Python; the input
-lookup, the output layer, the softmax and every weight gradient are whole-array operations.
+For layers l = 0..L-1 of a cell (charrnn.cells) and time steps t = 0..T-1 (row form):
+    xw^0_t = W_xh^0[:, x_t] + b_h^0                          a row lookup: x_t is one-hot
+    xw^l_t = W_xh^l d^l_t + b_h^l,  d^l_t = m^l_t * h^{l-1}_t  one GEMM over all t (l >= 1)
+    h^l_t  = cell(xw^l_t, state^l_{t-1})                      the only loop over time
+    o_t    = W_hy (m^L_t * h^{L-1}_t) + b_y    p_t = softmax(o_t)    L = sum_t -log p_t[y_t]
+where m are inverted-dropout masks (entries 0 or 1/(1-p); all ones when dropout is off).
+Backward, from the top:
+    do_t = p_t - onehot(y_t)          dW_hy = sum_t do_t h_t^T       dh^{L-1}_t = m * W_hy^T do_t
+    the cell's backward gives dxw^l (and dW_hh^l); then db_h^l = sum_t dxw^l_t,
+    dW_xh^l = sum_t dxw^l_t d^l_t^T (a scatter into columns x_t for l = 0), and
+    dh^{l-1}_t = m^l_t * W_xh^l^T dxw^l_t for the layer below.
+
+Parameter names: `l0.W_xh`, `l0.W_hh`, `l0.b_h` (and cell extras such as `l0.b_hn`) for each
+layer, then `W_hy` and `b_y`. A one-layer vanilla RNN is min-char-rnn's model exactly, with its
+weights drawn in min-char-rnn's order (Wxh, Whh, Why). Arrays are time-major: (T, B, ...).
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
+from charrnn.cells import make_cell
+from charrnn.errors import CharRNNError
+from charrnn.workspace import Workspace, scratch
+
+State = tuple  # one tuple of (B, H) arrays per layer, in the cell's state_names order
 
 
-def param_shapes(vocab_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
-    V, H = vocab_size, hidden_size
-    return {"W_xh": (H, V), "W_hh": (H, H), "b_h": (H,), "W_hy": (V, H), "b_y": (V,)}
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is, apart from its weights."""
+
+    vocab_size: int
+    hidden_size: int
+    cell: str = "rnn"
+    num_layers: int = 1
+    activation: str = "tanh"
+    dropout: float = 0.0
+    forget_bias: float = 1.0
+    init_scale: float = 0.01
+    dtype: str = "float64"
+
+    @classmethod
+    def from_config(cls, model_config, vocab_size: int) -> ModelSpec:
+        m = model_config
+        return cls(vocab_size=vocab_size, hidden_size=m.hidden_size, cell=m.cell,
+                   num_layers=m.num_layers, activation=m.activation, dropout=m.dropout,
+                   forget_bias=m.forget_bias, init_scale=m.init_scale, dtype=m.dtype)
+
+    def describe(self) -> str:
+        layers = f"{self.num_layers} layer{'s' if self.num_layers > 1 else ''}"
+        kind = f"{self.cell} ({self.activation})" if self.cell == "rnn" else self.cell
+        return f"{kind}, {layers} of {self.hidden_size}"
 
 
-def init_params(vocab_size: int, hidden_size: int, init_scale: float, rng: np.random.Generator,
-                dtype="float64") -> dict[str, np.ndarray]:
-    """N(0, 1) * init_scale weights drawn in min-char-rnn's order (Wxh, Whh, Why); zero biases."""
-    shapes = param_shapes(vocab_size, hidden_size)
-    params = {}
-    for name in ("W_xh", "W_hh", "W_hy"):
-        params[name] = (rng.standard_normal(shapes[name]) * init_scale).astype(dtype)
-    for name in ("b_h", "b_y"):
-        params[name] = np.zeros(shapes[name], dtype=dtype)
-    return {name: params[name] for name in PARAM_NAMES}
+def layer_prefix(layer: int) -> str:
+    return f"l{layer}."
 
 
-# --- scratch memory ---------------------------------------------------------------------------
-
-class Workspace:
-    """Named scratch arrays reused from step to step, so the hot loop allocates nothing.
-
-    get() hands out a view of a buffer at least as large as asked for (lines-mode batches vary in
-    length): callers must not keep what it returns past the next call with the same name.
-    """
-
-    def __init__(self):
-        self._buffers: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-        size = math.prod(shape)
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.size < size or buffer.dtype != np.dtype(dtype):
-            buffer = self._buffers[name] = np.empty(size, dtype=dtype)
-        return buffer[:size].reshape(shape)
+def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name and shape, in the order of the flat layout and of initialisation."""
+    cell = make_cell(spec.cell, spec.hidden_size, spec.activation, spec.forget_bias)
+    H, V, G = spec.hidden_size, spec.vocab_size, cell.gates
+    shapes = {}
+    for layer in range(spec.num_layers):
+        prefix = layer_prefix(layer)
+        shapes[prefix + "W_xh"] = (G * H, V if layer == 0 else H)
+        shapes[prefix + "W_hh"] = (G * H, H)
+        shapes[prefix + "b_h"] = (G * H,)
+        for name, shape in cell.extra_shapes().items():
+            shapes[prefix + name] = shape
+    shapes["W_hy"] = (V, H)
+    shapes["b_y"] = (V,)
+    return shapes
 
 
-def _scratch(workspace: Workspace | None, name: str, shape, dtype) -> np.ndarray:
-    return np.empty(shape, dtype=dtype) if workspace is None else workspace.get(name, shape, dtype)
+def state_keys(spec: ModelSpec) -> list[str]:
+    """Checkpoint names of the carried state: state.l0.h (and state.l0.c for the LSTM), ..."""
+    cell = make_cell(spec.cell, spec.hidden_size, spec.activation, spec.forget_bias)
+    return [f"state.{layer_prefix(layer)}{name}" for layer in range(spec.num_layers)
+            for name in cell.state_names]
 
 
-# --- the recurrence ---------------------------------------------------------------------------
-
-class RNNCache(NamedTuple):
-    x: np.ndarray  # (T, B) inputs
-    h: np.ndarray  # (T, B, H): h_t for t = 0..T-1, a view of states[1:]
-    states: np.ndarray  # (T + 1, B, H): h0 then h, so h_{t-1} for every t is states[:-1]
-    W_xh_shape: tuple[int, int]
-    W_hh: np.ndarray
-    activation: str
+class LossAndGrads(NamedTuple):
+    objective: float  # scale * nll_sum: the number whose gradient `grads` is
+    nll_sum: float  # sum of -log p_t[y_t] over the unmasked positions
+    count: int  # those positions: nll_sum / count is nats per character
+    grads: dict  # gradient of the objective, one array per parameter
+    dstate0: State  # gradient of the objective with respect to the initial state
+    state_last: State  # the state after the chunk, to carry to the next one
 
 
-def rnn_forward(x: np.ndarray, h0: np.ndarray, W_xh: np.ndarray, W_hh: np.ndarray,
-                b_h: np.ndarray, activation: str = "tanh", workspace: Workspace | None = None):
-    """h_t = f(W_xh x_t + W_hh h_{t-1} + b_h) for t = 0..T-1.
-
-    x: (T, B) character indices; h0: (B, H). Returns h (T, B, H) and the cache for rnn_backward.
-    """
-    T, B = x.shape
-    H = W_hh.shape[0]
-    states = _scratch(workspace, "states", (T + 1, B, H), W_hh.dtype)
-    states[0] = h0
-    h = states[1:]  # holds a_t until f is applied
-    # x_t W_xh^T for a one-hot x_t is row x_t of W_xh^T: a lookup, never a one-hot product; the
-    # bias joins the (V, H) table once rather than all T * B rows.
-    table = W_xh.T + b_h
-    # mode="clip" lets take() write straight into out=; indices come from a Vocabulary, in range
-    np.take(table, x, axis=0, out=h, mode="clip")
-    W_hh_T = np.ascontiguousarray(W_hh.T)  # np.dot on contiguous operands: least per-call cost
-    recurrent = np.empty((B, H), dtype=W_hh.dtype)
-    f = np.tanh if activation == "tanh" else _relu
-    rows = list(states)  # the (B, H) views, made once rather than at every step
-    dot, add = np.dot, np.add  # at batch 1 the loop's cost is its calls: no lookups in it
-    for h_prev, h_t in zip(rows[:-1], rows[1:]):
-        dot(h_prev, W_hh_T, out=recurrent)  # W_hh h_{t-1}
-        add(h_t, recurrent, out=h_t)
-        f(h_t, out=h_t)
-    return h, RNNCache(x=x, h=h, states=states, W_xh_shape=W_xh.shape, W_hh=W_hh,
-                       activation=activation)
+class Forward(NamedTuple):
+    h_top: np.ndarray  # (T, B, H) what the output layer reads (after dropout)
+    state_last: State
+    layers: list  # per layer: (input d^l or x, dropout mask or None, the cell's cache)
+    top_mask: np.ndarray | None
 
 
-def rnn_backward(dh: np.ndarray, cache: RNNCache, grads_out: dict | None = None,
-                 workspace: Workspace | None = None):
-    """Gradients of rnn_forward's inputs (h0, W_xh, W_hh, b_h), given dh (T, B, H) from the outputs.
+class Model:
+    """A cell type, a stack of layers and the output layer, with their parameters."""
 
-    dh is overwritten: it becomes da. dh_next = W_hh^T da_t carries step t's gradient back to
-    t - 1. grads_out: arrays to write dW_xh, dW_hh, db_h into (views of a flat gradient).
-    """
-    x, h, states, (H, V), W_hh, activation = (cache.x, cache.h, cache.states, cache.W_xh_shape,
-                                             cache.W_hh, cache.activation)
-    T, B = x.shape
-    # f'(a_t) depends only on h_t, so it is one whole-array operation, outside the time loop.
-    df = activation_derivative(h, activation, out=_scratch(workspace, "df", h.shape, h.dtype))
-    da = dh
-    dh_next = np.zeros((B, H), dtype=dh.dtype)
-    dot, add, multiply = np.dot, np.add, np.multiply
-    for da_t, df_t in zip(reversed(list(da)), reversed(list(df))):
-        add(da_t, dh_next, out=da_t)  # dh_t = W_hy^T do_t + dh_next
-        multiply(da_t, df_t, out=da_t)  # da_t = f'(a_t) * dh_t
-        dot(da_t, W_hh, out=dh_next)  # dh_next = W_hh^T da_t
-    grads_out = grads_out or {}
-    da_flat = da.reshape(T * B, H)
-    # dW_hh = sum_t da_t h_{t-1}^T: one product over all steps, h_{-1} = h0 being states[0]
-    dW_hh = np.matmul(da_flat.T, states[:-1].reshape(T * B, H), out=grads_out.get("W_hh"))
-    db_h = np.add.reduce(da_flat, axis=0, out=grads_out.get("b_h"))
-    dW_xh_T = scatter_rows(x.reshape(-1), da_flat, V)  # dW_xh[:, x_t] += da_t
-    dW_xh = grads_out.get("W_xh")
-    if dW_xh is None:
-        dW_xh = dW_xh_T.T
-    else:
-        dW_xh[...] = dW_xh_T.T
-    dh0 = dh_next
-    return dh0, dW_xh, dW_hh, db_h
+    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]):
+        self.spec = spec
+        self.cell = make_cell(spec.cell, spec.hidden_size, spec.activation, spec.forget_bias)
+        shapes = param_shapes(spec)
+        if set(params) != set(shapes):
+            missing = sorted(set(shapes) - set(params))
+            extra = sorted(set(params) - set(shapes))
+            raise CharRNNError(f"parameters do not fit a {spec.describe()} model: missing "
+                               f"{missing or 'none'}, unexpected {extra or 'none'}")
+        for name, shape in shapes.items():
+            if tuple(params[name].shape) != shape:
+                raise CharRNNError(f"parameter {name} has shape {tuple(params[name].shape)}; "
+                                   f"a {spec.describe()} model needs {shape}")
+        self.params = {name: params[name] for name in shapes}
+
+    @classmethod
+    def init(cls, spec: ModelSpec, rng: np.random.Generator) -> Model:
+        """Weights N(0, 1) * init_scale, drawn layer by layer (W_xh, W_hh), then W_hy."""
+        cell = make_cell(spec.cell, spec.hidden_size, spec.activation, spec.forget_bias)
+        params = {}
+        for layer in range(spec.num_layers):
+            input_size = spec.vocab_size if layer == 0 else spec.hidden_size
+            for name, value in cell.init(input_size, spec.init_scale, rng, spec.dtype).items():
+                params[layer_prefix(layer) + name] = value
+        params["W_hy"] = (rng.standard_normal((spec.vocab_size, spec.hidden_size))
+                          * spec.init_scale).astype(spec.dtype)
+        params["b_y"] = np.zeros(spec.vocab_size, dtype=spec.dtype)
+        return cls(spec, params)
+
+    # --- parameters and state ----------------------------------------------------------------
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.params["W_hy"].dtype
+
+    def with_params(self, params: dict[str, np.ndarray]) -> Model:
+        return Model(self.spec, params)
+
+    def layer_params(self, layer: int, params: dict | None = None) -> dict[str, np.ndarray]:
+        """One layer's arrays under the cell's own names (W_xh, W_hh, b_h, ...)."""
+        prefix = layer_prefix(layer)
+        source = self.params if params is None else params
+        return {name[len(prefix):]: value for name, value in source.items()
+                if name.startswith(prefix)}
+
+    def zero_state(self, batch_size: int) -> State:
+        shape = (batch_size, self.spec.hidden_size)
+        return tuple(tuple(np.zeros(shape, dtype=self.dtype) for _ in self.cell.state_names)
+                     for _ in range(self.spec.num_layers))
+
+    def state_to_arrays(self, state: State) -> dict[str, np.ndarray]:
+        return dict(zip(state_keys(self.spec), (a for layer in state for a in layer)))
+
+    def state_from_arrays(self, arrays: dict[str, np.ndarray]) -> State:
+        names = self.cell.state_names
+        return tuple(tuple(arrays[f"state.{layer_prefix(layer)}{name}"].astype(self.dtype)
+                           for name in names) for layer in range(self.spec.num_layers))
+
+    def select_state(self, state: State, rows) -> State:
+        """The state of some batch rows (e.g. one stream's, to sample from)."""
+        return tuple(tuple(a[rows] for a in layer) for layer in state)
+
+    # --- forward and backward ----------------------------------------------------------------
+
+    def check_inputs(self, x: np.ndarray, y: np.ndarray | None, state0: State) -> None:
+        """Public entry points refuse what the hot loop would silently misread."""
+        x = np.asarray(x)
+        V = self.spec.vocab_size
+        if x.ndim != 2 or x.dtype.kind not in "iu":
+            raise CharRNNError(f"inputs must be a (T, B) array of character indices, got shape "
+                               f"{x.shape} of {x.dtype}")
+        for name, a in (("inputs", x), ("targets", y)):
+            if a is None:
+                continue
+            a = np.asarray(a)
+            if a.shape != x.shape:
+                raise CharRNNError(f"{name} have shape {a.shape}; expected {x.shape} (T, B)")
+            if a.size and (a.min() < 0 or a.max() >= V):
+                raise CharRNNError(f"{name} hold an index outside the vocabulary (0..{V - 1})")
+        B = x.shape[1]
+        if len(state0) != self.spec.num_layers or any(
+                len(layer) != len(self.cell.state_names)
+                or any(np.shape(a) != (B, self.spec.hidden_size) for a in layer)
+                for layer in state0):
+            raise CharRNNError(f"the initial state must hold, for each of the "
+                               f"{self.spec.num_layers} layer(s), {self.cell.state_names} of "
+                               f"shape (B={B}, H={self.spec.hidden_size}); use "
+                               f"model.zero_state({B}) (inputs are time-major: (T, B))")
+
+    def dropout_masks(self, rng: np.random.Generator | None, T: int, B: int) -> list:
+        """Masks m^1..m^{L-1} and the top one, or Nones when dropout is off (rng None or p=0)."""
+        p = self.spec.dropout
+        if rng is None or p == 0:
+            return [None] * self.spec.num_layers
+        keep = 1.0 - p
+        shape = (T, B, self.spec.hidden_size)
+        return [(rng.random(shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                for _ in range(self.spec.num_layers)]
+
+    def forward(self, x: np.ndarray, state0: State, dropout_rng: np.random.Generator | None = None,
+                workspace: Workspace | None = None) -> Forward:
+        """Run the stack over x (T, B) from state0; masks[l] drops the input of layer l + 1."""
+        T, B = x.shape
+        cell, dtype = self.cell, self.dtype
+        masks = self.dropout_masks(dropout_rng, T, B)
+        layers, states = [], []
+        below = None
+        for layer in range(self.spec.num_layers):
+            p = self.layer_params(layer)
+            space = None if workspace is None else workspace.child(f"l{layer}")
+            xw = cell.input_buffer(T, B, dtype, space)
+            mask = masks[layer - 1] if layer > 0 else None
+            if layer == 0:
+                # W_xh x_t for a one-hot x_t is a column of W_xh: a lookup into the (V, G*H)
+                # table with the bias folded in once, never a one-hot product
+                table = p["W_xh"].T + p["b_h"]
+                # mode="clip" lets take() write straight into out=; check_inputs vouches for x
+                np.take(table, x, axis=0, out=xw, mode="clip")
+                inputs = x
+            else:
+                inputs = below if mask is None else np.multiply(
+                    below, mask, out=scratch(space, "d", below.shape, dtype))
+                np.matmul(inputs.reshape(T * B, -1), p["W_xh"].T, out=xw.reshape(T * B, -1))
+                xw += p["b_h"]
+            below, state_last, cache = cell.forward(xw, state0[layer], p, space)
+            layers.append((inputs, mask, cache))
+            states.append(state_last)
+        top_mask = masks[-1]
+        h_top = below if top_mask is None else below * top_mask
+        return Forward(h_top, tuple(states), layers, top_mask)
+
+    def backward(self, dh_top: np.ndarray, fwd: Forward, grads: dict | None = None,
+                 workspace: Workspace | None = None, keep_state_grads: bool = False):
+        """Gradients of every layer's parameters and of the initial state, given dh_top.
+
+        dh_top (T, B, H) reaches the top layer's output from the output layer and is
+        overwritten. grads: arrays to write into (views of a flat gradient), or None.
+        Returns (grads, dstate0, state_grads, dxw0): state_grads per layer (None unless
+        keep_state_grads) and dxw0 the gradient of layer 0's input projections (for gradflow).
+        """
+        grads = {} if grads is None else grads
+        V = self.spec.vocab_size
+        dh = dh_top
+        if fwd.top_mask is not None:
+            dh *= fwd.top_mask
+        dstate0, state_grads = [None] * len(fwd.layers), [None] * len(fwd.layers)
+        dxw = None
+        for layer in range(len(fwd.layers) - 1, -1, -1):
+            inputs, mask, cache = fwd.layers[layer]
+            prefix = layer_prefix(layer)
+            p = self.layer_params(layer)
+            g = {name[len(prefix):]: value for name, value in grads.items()
+                 if name.startswith(prefix)}
+            space = None if workspace is None else workspace.child(f"l{layer}")
+            dxw, dstate0[layer], state_grads[layer] = self.cell.backward(
+                dh, cache, g, space, keep_state_grads)
+            T, B, GH = dxw.shape
+            dxw_rows = dxw.reshape(T * B, GH)
+            g["b_h"] = np.add.reduce(dxw_rows, axis=0, out=g.get("b_h"))  # db_h = sum_t dxw_t
+            if layer == 0:
+                dW_xh_T = scatter_rows(inputs.reshape(-1), dxw_rows, V)  # dW_xh[:, x_t] += dxw_t
+                if g.get("W_xh") is None:
+                    g["W_xh"] = dW_xh_T.T
+                else:
+                    g["W_xh"][...] = dW_xh_T.T
+            else:
+                # dW_xh = sum_t dxw_t d_t^T; the layer below gets m * W_xh^T dxw_t
+                g["W_xh"] = np.matmul(dxw_rows.T, inputs.reshape(T * B, -1), out=g.get("W_xh"))
+                dh = np.matmul(dxw_rows, p["W_xh"]).reshape(T, B, -1)
+                if mask is not None:
+                    dh *= mask
+            for name, value in g.items():
+                grads[prefix + name] = value
+        return grads, tuple(dstate0), state_grads, dxw
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state0: State,
+                       mask: np.ndarray | None = None, *, scale: float | None = None,
+                       dropout_rng: np.random.Generator | None = None,
+                       grads_out: dict | None = None, workspace: Workspace | None = None,
+                       check: bool = True) -> LossAndGrads:
+        """The objective scale * sum_t -log p_t[y_t] over a chunk, and its gradients.
+
+        x, y: (T, B) indices; mask: (T, B) booleans (False: padding) or None; state0 from
+        zero_state(B) or a previous chunk. scale defaults to 1/B: the loss summed over time and
+        averaged over the streams (min-char-rnn's exactly when B = 1). dropout_rng: the source
+        of this step's dropout masks (None: no dropout). grads_out: arrays (e.g. views of one
+        flat vector) to receive the gradients; workspace: scratch memory reused between calls.
+        """
+        if check:
+            self.check_inputs(x, y, state0)
+        if scale is None:
+            scale = 1.0 / x.shape[1]
+        fwd = self.forward(x, state0, dropout_rng, workspace)
+        nll_sum, count, out_cache = softmax_loss_forward(
+            fwd.h_top, y, mask, self.params["W_hy"], self.params["b_y"], workspace)
+        grads = {} if grads_out is None else grads_out
+        dh_top, grads["W_hy"], grads["b_y"] = softmax_loss_backward(scale, out_cache, grads,
+                                                                    workspace)
+        grads, dstate0, _, _ = self.backward(dh_top, fwd, grads, workspace)
+        return LossAndGrads(scale * nll_sum, nll_sum, count, grads, dstate0, fwd.state_last)
+
+    def forward_loss(self, x: np.ndarray, y: np.ndarray, state0: State,
+                     mask: np.ndarray | None = None, workspace: Workspace | None = None,
+                     check: bool = True):
+        """(nll_sum, count, state_last) without the backward pass and without dropout."""
+        if check:
+            self.check_inputs(x, y, state0)
+        fwd = self.forward(x, state0, None, workspace)
+        nll_sum, count, _ = softmax_loss_forward(fwd.h_top, y, mask, self.params["W_hy"],
+                                                 self.params["b_y"], workspace)
+        return nll_sum, count, fwd.state_last
+
+    def logits(self, h: np.ndarray) -> np.ndarray:
+        """o = W_hy h + b_y for h (..., H)."""
+        return h @ self.params["W_hy"].T + self.params["b_y"]
+
+    def stepper(self):
+        """step(x_t, state) -> (state, logits) for sampling, with its tables prepared once."""
+        cell, L = self.cell, self.spec.num_layers
+        layer_params = [self.layer_params(layer) for layer in range(L)]
+        table = layer_params[0]["W_xh"].T + layer_params[0]["b_h"]  # row x: W_xh x + b_h
+        W_xh_T = [None] + [np.ascontiguousarray(p["W_xh"].T) for p in layer_params[1:]]
+        W_hy_T = np.ascontiguousarray(self.params["W_hy"].T)
+        b_y = self.params["b_y"]
+
+        def step(x_t: np.ndarray, state: State):
+            new_state = []
+            below = None
+            for layer, p in enumerate(layer_params):
+                xw = table[x_t] if layer == 0 else below @ W_xh_T[layer] + p["b_h"]
+                layer_state = cell.step(xw, state[layer], p)
+                new_state.append(layer_state)
+                below = layer_state[0]
+            return tuple(new_state), below @ W_hy_T + b_y
+
+        return step
 
 
-def activation_derivative(h: np.ndarray, activation: str,
-                          out: np.ndarray | None = None) -> np.ndarray:
-    """f'(a) from h = f(a): tanh'(a) = 1 - h^2; relu'(a) = [a > 0] = [h > 0]."""
-    if out is None:
-        out = np.empty_like(h)
-    if activation == "tanh":
-        np.multiply(h, h, out=out)
-        np.subtract(1.0, out, out=out)
-        return out
-    np.greater(h, 0, out=out)
-    return out
-
-
-def _relu(a: np.ndarray, out: np.ndarray) -> np.ndarray:
-    return np.maximum(a, 0, out=out)
-
+# --- the dW_xh scatter -----------------------------------------------------------------------
 
 SMALL_SCATTER = 4096  # entries; below this one bincount beats sorting
 MANY_GROUPS = 256  # distinct indices; above this one reduceat beats a Python loop over groups
@@ -199,12 +393,13 @@ def softmax_loss_forward(h: np.ndarray, y: np.ndarray, mask: np.ndarray | None,
     h_rows = h.reshape(T * B, H)
     targets = y.reshape(-1)
     rows = np.arange(T * B)
-    p = np.matmul(h_rows, W_hy.T, out=_scratch(workspace, "p", (T * B, W_hy.shape[0]), h.dtype))
-    p += b_y  # p holds the logits o until the softmax
+    logits = np.matmul(h_rows, W_hy.T, out=scratch(workspace, "p", (T * B, W_hy.shape[0]),
+                                                    h.dtype))
+    logits += b_y
     # ufunc.reduce rather than p.max / p.sum: the same sums, without their per-call wrapping
-    p -= np.maximum.reduce(p, axis=1, keepdims=True)
-    target_logit = p[rows, targets]
-    np.exp(p, out=p)
+    logits -= np.maximum.reduce(logits, axis=1, keepdims=True)
+    target_logit = logits[rows, targets]
+    p = np.exp(logits, out=logits)  # the shifted logits' memory becomes the probabilities
     total = np.add.reduce(p, axis=1)
     nll = np.log(total) - target_logit
     p /= total[:, None]
@@ -217,10 +412,12 @@ def softmax_loss_forward(h: np.ndarray, y: np.ndarray, mask: np.ndarray | None,
 
 def softmax_loss_backward(scale: float, cache, grads_out: dict | None = None,
                           workspace: Workspace | None = None):
-    """Gradients (dh, dW_hy, db_y) of scale * (sum of nll) with respect to h, W_hy, b_y."""
+    """Gradients (dh, dW_hy, db_y) of scale * (sum of nll) with respect to h, W_hy, b_y.
+
+    The cache's probabilities p are overwritten: they become do."""
     h_rows, targets, weights, p, W_hy, h_shape = cache
     grads_out = grads_out or {}
-    do = p  # do_t = p_t - onehot(y_t), reusing p's memory
+    do = p  # do_t = p_t - onehot(y_t)
     do[np.arange(len(targets)), targets] -= 1.0
     if weights is not None:
         do *= weights[:, None]  # padding contributes neither loss nor gradient
@@ -228,51 +425,5 @@ def softmax_loss_backward(scale: float, cache, grads_out: dict | None = None,
         do *= scale
     dW_hy = np.matmul(do.T, h_rows, out=grads_out.get("W_hy"))  # sum_t do_t h_t^T
     db_y = np.add.reduce(do, axis=0, out=grads_out.get("b_y"))
-    dh = np.matmul(do, W_hy, out=_scratch(workspace, "dh", h_rows.shape, h_rows.dtype))
+    dh = np.matmul(do, W_hy, out=scratch(workspace, "dh", h_rows.shape, h_rows.dtype))
     return dh.reshape(h_shape), dW_hy, db_y  # dh_t = W_hy^T do_t
-
-
-# --- the whole model ---------------------------------------------------------------------------
-
-def loss_and_grads(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-                   h0: np.ndarray, mask: np.ndarray | None = None, activation: str = "tanh",
-                   scale: float | None = None, grads_out: dict[str, np.ndarray] | None = None,
-                   workspace: Workspace | None = None):
-    """The objective scale * sum of -log p_t[y_t] over a chunk and its gradients.
-
-    x, y: (T, B) indices; mask: (T, B) booleans or None; h0: (B, H). scale defaults to 1/B: the
-    loss is summed over time and averaged over the streams (min-char-rnn's exactly when B = 1).
-    grads_out: arrays (e.g. views of one flat vector) that receive the gradients; workspace:
-    scratch memory reused between calls. Returns (nll_sum, count, grads, dh0, h_last), where
-    nll_sum / count is nats per character.
-    """
-    if scale is None:
-        scale = 1.0 / x.shape[1]
-    h, rnn_cache = rnn_forward(x, h0, params["W_xh"], params["W_hh"], params["b_h"], activation,
-                               workspace)
-    nll_sum, count, out_cache = softmax_loss_forward(h, y, mask, params["W_hy"], params["b_y"],
-                                                     workspace)
-    h_last = h[-1].copy()
-    dh, dW_hy, db_y = softmax_loss_backward(scale, out_cache, grads_out, workspace)
-    dh0, dW_xh, dW_hh, db_h = rnn_backward(dh, rnn_cache, grads_out, workspace)
-    grads = {"W_xh": dW_xh, "W_hh": dW_hh, "b_h": db_h, "W_hy": dW_hy, "b_y": db_y}
-    return nll_sum, count, grads, dh0, h_last
-
-
-def forward_loss(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, h0: np.ndarray,
-                 mask: np.ndarray | None = None, activation: str = "tanh",
-                 workspace: Workspace | None = None):
-    """(nll_sum, count, h_last) without the backward pass: for evaluation."""
-    h, _ = rnn_forward(x, h0, params["W_xh"], params["W_hh"], params["b_h"], activation,
-                       workspace)
-    nll_sum, count, _ = softmax_loss_forward(h, y, mask, params["W_hy"], params["b_y"],
-                                             workspace)
-    return nll_sum, count, h[-1].copy()
-
-
-def step(params: dict[str, np.ndarray], x_t: np.ndarray, h_prev: np.ndarray,
-         activation: str = "tanh"):
-    """One step of the recurrence and the output layer, for sampling: (h_t, logits o_t)."""
-    a = params["W_xh"].T[x_t] + h_prev @ params["W_hh"].T + params["b_h"]
-    h = np.tanh(a) if activation == "tanh" else np.maximum(a, 0)
-    return h, h @ params["W_hy"].T + params["b_y"]

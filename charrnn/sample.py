@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from charrnn.errors import CharRNNError
-from charrnn.model import rnn_forward, step
+from charrnn.model import Model
 from charrnn.vocab import Vocabulary
 
 
@@ -44,23 +44,21 @@ def _check_top_k(top_k: int | None, vocab_size: int) -> int | None:
     return None if top_k is None else min(top_k, vocab_size)
 
 
-def sample_names(params: dict, vocab: Vocabulary, num: int, rng: np.random.Generator,
-                 activation: str = "tanh", temperature: float = 1.0, top_k: int | None = None,
-                 greedy: bool = False, prime: str = "", max_length: int = 100) -> list[str]:
+def sample_names(model: Model, vocab: Vocabulary, num: int, rng: np.random.Generator,
+                 temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
+                 prime: str = "", max_length: int = 100) -> list[str]:
     """num names, all generated at once as a batch; each row stops at its own boundary."""
     boundary = vocab.boundary
     if boundary is None:
         raise CharRNNError("this model has no newline in its vocabulary, so it cannot end a "
                            "name; use --length N for free text")
     top_k = _check_top_k(top_k, len(vocab))
-    hidden_size = params["W_hh"].shape[0]
-    dtype = params["W_hh"].dtype
-    h = np.zeros((num, hidden_size), dtype=dtype)
     prefix = np.concatenate([[boundary], vocab.encode(prime, "--prime")]).astype(np.int64)
     inputs = np.repeat(prefix[:, None], num, axis=1)
-    h_all, _ = rnn_forward(inputs, h, params["W_xh"], params["W_hh"], params["b_h"], activation)
-    h = h_all[-1]
-    logits = h @ params["W_hy"].T + params["b_y"]
+    fwd = model.forward(inputs, model.zero_state(num))
+    state = fwd.state_last
+    logits = model.logits(fwd.h_top[-1])
+    step = model.stepper()
     generated = np.full((num, max_length), boundary, dtype=np.int64)
     alive = np.ones(num, dtype=bool)
     for t in range(max_length):
@@ -69,26 +67,23 @@ def sample_names(params: dict, vocab: Vocabulary, num: int, rng: np.random.Gener
         alive &= x != boundary
         if not alive.any():
             break
-        h, logits = step(params, x, h, activation)
+        state, logits = step(x, state)
     text = vocab.decode(generated.reshape(-1))
     return [prime + text[i * max_length:(i + 1) * max_length].split("\n", 1)[0]
             for i in range(num)]
 
 
-def sample_text(params: dict, vocab: Vocabulary, length: int, rng: np.random.Generator,
-                activation: str = "tanh", temperature: float = 1.0, top_k: int | None = None,
-                greedy: bool = False, prime: str = "", h0: np.ndarray | None = None,
-                reset_at_boundary: bool = False) -> str:
+def sample_text(model: Model, vocab: Vocabulary, length: int, rng: np.random.Generator,
+                temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
+                prime: str = "", state0=None, reset_at_boundary: bool = False) -> str:
     """prime followed by length new characters.
 
     Without a prime the model starts after a newline (or its first character if it has none).
-    reset_at_boundary: start a fresh hidden state after every newline, as lines-mode models were
-    trained.
+    state0: a batch-1 state to start from (e.g. a training stream's). reset_at_boundary: start a
+    fresh state after every newline, as lines-mode models were trained.
     """
     top_k = _check_top_k(top_k, len(vocab))
-    hidden_size = params["W_hh"].shape[0]
-    dtype = params["W_hh"].dtype
-    h = np.zeros((1, hidden_size), dtype=dtype) if h0 is None else h0.reshape(1, -1).astype(dtype)
+    state = model.zero_state(1) if state0 is None else state0
     start = vocab.boundary if vocab.boundary is not None else 0
     feed = vocab.encode(prime, "--prime").astype(np.int64)
     if reset_at_boundary or len(feed) == 0:
@@ -96,21 +91,17 @@ def sample_text(params: dict, vocab: Vocabulary, length: int, rng: np.random.Gen
     if reset_at_boundary:  # only the prime's last line matters to a lines-mode model
         last_boundary = np.flatnonzero(feed == vocab.boundary)[-1]
         feed = feed[last_boundary:]
-        h = np.zeros_like(h)
-    h_all, _ = rnn_forward(feed[:, None], h, params["W_xh"], params["W_hh"], params["b_h"],
-                           activation)
-    h = h_all[-1, 0]
-    # the loop below is one step of the recurrence and one draw: everything else is set up here
-    table = params["W_xh"].T + params["b_h"]  # row x: W_xh x + b_h for a one-hot x
-    W_hh_T = np.ascontiguousarray(params["W_hh"].T)
-    W_hy_T = np.ascontiguousarray(params["W_hy"].T)
-    b_y = params["b_y"]
-    f = np.tanh if activation == "tanh" else _relu_copy
+        state = model.zero_state(1)
+    fwd = model.forward(feed[:, None], state)
+    state = fwd.state_last
+    # the loop below is one step of the model and one draw: everything else is set up here
+    step = model.stepper()
     uniforms = rng.random(length)
     last = len(vocab) - 1
-    logits = h @ W_hy_T + b_y
+    logits = model.logits(fwd.h_top[-1])[0]
     generated = np.empty(length, dtype=np.int64)
-    zero = np.zeros_like(h)
+    zero = model.zero_state(1)
+    x_t = np.zeros(1, dtype=np.int64)
     for t in range(length):
         p = probabilities(logits, temperature, top_k)
         if greedy:
@@ -120,11 +111,8 @@ def sample_text(params: dict, vocab: Vocabulary, length: int, rng: np.random.Gen
             x = min(int(np.searchsorted(cdf, uniforms[t] * cdf[-1], side="right")), last)
         generated[t] = x
         if reset_at_boundary and x == vocab.boundary:
-            h = zero
-        h = f(table[x] + h @ W_hh_T)
-        logits = h @ W_hy_T + b_y
+            state = zero
+        x_t[0] = x
+        state, logits = step(x_t, state)
+        logits = logits[0]
     return prime + vocab.decode(generated)
-
-
-def _relu_copy(a: np.ndarray) -> np.ndarray:
-    return np.maximum(a, 0)

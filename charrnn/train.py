@@ -32,11 +32,13 @@ from charrnn.config import Config
 from charrnn.corpus import Corpus, LineBatches, StreamBatches, load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import LN2, evaluate_split
-from charrnn.model import Workspace, init_params, loss_and_grads
+from charrnn.model import Model, ModelSpec, param_shapes
 from charrnn.optim import Layout, clip_gradients, grad_norm, make_optimizer
 from charrnn.sample import sample_names, sample_text
+from charrnn.workspace import Workspace
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+DROPOUT_STREAM = 0xD50  # dropout masks come from default_rng([seed, step, DROPOUT_STREAM])
 
 
 class TrainingInterrupted(Exception):
@@ -139,14 +141,16 @@ class Run:
 
     def __init__(self, config: Config, corpus: Corpus, params: dict, step: int = 0,
                  meta: dict | None = None, optimizer_state: dict | None = None,
-                 hidden: np.ndarray | None = None):
+                 state: dict | None = None):
         self.config = config
         self.corpus = corpus
         training = config.training
         dtype = config.model.dtype
-        self.layout = Layout({name: value.shape for name, value in params.items()})
+        spec = ModelSpec.from_config(config.model, len(corpus.vocab))
+        self.layout = Layout(param_shapes(spec))
         self.flat_params = self.layout.flatten(params, dtype=dtype)
         self.params = self.layout.views(self.flat_params)  # views: updates reach them in place
+        self.model = Model(spec, self.params)
         self.flat_grad = np.empty_like(self.flat_params)
         self.grads = self.layout.views(self.flat_grad)  # the backward writes straight into these
         self.workspace = Workspace()
@@ -167,12 +171,13 @@ class Run:
                                          where=f"corpus {config.data.corpus}")
             self.batches.position = int(meta.get("stream_position", 0))
             self.batches.started = bool(meta.get("stream_started", False))
-            shape = (training.batch_size, config.model.hidden_size)
-            self.hidden = (hidden.astype(dtype) if hidden is not None and hidden.shape == shape
-                           else np.zeros(shape, dtype=dtype))
+            self.state = self.model.zero_state(training.batch_size)
+            if state is not None and all(a.shape == self.state[0][0].shape
+                                         for a in state.values()):
+                self.state = self.model.state_from_arrays(state)
         else:
             self.batches = LineBatches(corpus.train, training.batch_size, self.rng)
-            self.hidden = None
+            self.state = None
 
     def meta(self) -> dict:
         meta = {"step": self.step, "rng_state": self.rng.bit_generator.state,
@@ -184,23 +189,27 @@ class Run:
         return meta
 
     def checkpoint(self) -> Checkpoint:
+        state = None if self.state is None else self.model.state_to_arrays(self.state)
         return Checkpoint(self.config, self.corpus.vocab, self.params,
-                          self.optimizer.state_arrays(), self.hidden, self.meta())
+                          self.optimizer.state_arrays(), state, self.meta())
 
     def train_step(self) -> tuple[float, int, float, float]:
         """One step of truncated BPTT; returns (nll sum, characters, grad norm, clip fraction)."""
         training = self.config.training
         batch = self.batches.next()
         batch_size = batch.x.shape[1]
-        if self.hidden is None or batch.reset:
-            h0 = np.zeros((batch_size, self.config.model.hidden_size),
-                          dtype=self.config.model.dtype)
+        if self.state is None or batch.reset:
+            state0 = self.model.zero_state(batch_size)
         else:
-            h0 = self.hidden
+            state0 = self.state
+        # masks from (seed, step) alone, so a resumed run drops exactly the same units
+        dropout_rng = (np.random.default_rng([training.seed, self.step, DROPOUT_STREAM])
+                       if self.config.model.dropout > 0 else None)
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite is caught just below
-            nll_sum, count, _, _, h_last = loss_and_grads(
-                self.params, batch.x, batch.y, h0, batch.mask, self.config.model.activation,
-                grads_out=self.grads, workspace=self.workspace)
+            result = self.model.loss_and_grads(
+                batch.x, batch.y, state0, batch.mask, dropout_rng=dropout_rng,
+                grads_out=self.grads, workspace=self.workspace, check=False)
+        nll_sum, count = result.nll_sum, result.count
         grad = self.flat_grad  # self.grads are views of it
         norm = grad_norm(grad)
         if not (math.isfinite(nll_sum) and math.isfinite(norm)):
@@ -213,8 +222,8 @@ class Run:
         self.optimizer.lr = training.lr * training.lr_decay ** (self.step // training.eval_every)
         with np.errstate(over="ignore", invalid="ignore"):  # save_checkpoint refuses inf weights
             self.optimizer.update(self.flat_params, grad)
-        if self.hidden is not None:
-            self.hidden = h_last  # carried to the next chunk, not backpropagated through
+        if self.state is not None:
+            self.state = result.state_last  # carried to the next chunk, not backpropagated
         self.step += 1
         self.chars_seen += count
         return nll_sum, count, norm, clip_fraction
@@ -223,18 +232,16 @@ class Run:
         if self.corpus.val is None:
             return None
         training = self.config.training
-        return evaluate_split(self.params, self.corpus.val, self.corpus.mode,
-                              self.config.model.activation,
+        return evaluate_split(self.model, self.corpus.val, self.corpus.mode,
                               batch_size=max(training.batch_size, 64),
                               seq_length=training.seq_length, max_chars=max_chars)
 
     def sample(self, rng: np.random.Generator) -> str:
-        activation = self.config.model.activation
         if self.corpus.mode == "lines":
-            return "\n".join(sample_names(self.params, self.corpus.vocab, 8, rng, activation))
-        h0 = self.hidden[0] if self.hidden is not None else None
-        return sample_text(self.params, self.corpus.vocab, self.config.training.sample_length,
-                           rng, activation, h0=h0)
+            return "\n".join(sample_names(self.model, self.corpus.vocab, 8, rng))
+        state0 = None if self.state is None else self.model.select_state(self.state, [0])
+        return sample_text(self.model, self.corpus.vocab, self.config.training.sample_length,
+                           rng, state0=state0)
 
 
 def _load_for(config: Config, vocab=None) -> Corpus:
@@ -252,10 +259,15 @@ def _check_memory(config: Config, corpus: Corpus) -> None:
     H, V, B = model.hidden_size, len(corpus.vocab), training.batch_size
     T = (training.seq_length if corpus.mode == "stream"
          else int(corpus.train.lengths.max()) + 1)  # lines: the longest line and its boundary
-    weights = 2 * H * V + H * H + H + V
-    # weights, flat copy, gradient, flat gradient, two optimizer slots; per step the (T, B, H)
-    # hidden states, their gradient and f'(a), and the (T * B, V) softmax
-    need = np.dtype(model.dtype).itemsize * (6 * weights + 3 * T * B * H + T * B * V)
+    spec = ModelSpec.from_config(model, V)
+    weights = sum(math.prod(shape) for shape in param_shapes(spec).values())
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[model.cell]
+    # weights, flat copy, gradient, flat gradient, two optimizer slots; per step and layer the
+    # (T, B, G*H) gate pre-activations and their gradient, a few (T, B, H) states, gradients
+    # and dropout masks, and the (T * B, V) softmax
+    per_layer = T * B * H * (2 * gates + 5)
+    need = np.dtype(model.dtype).itemsize * (6 * weights + model.num_layers * per_layer
+                                             + T * B * V)
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
@@ -278,7 +290,7 @@ def start_run(config: Config, resume: str | Path | None = None,
                                f"checkpoint's; resume without changing model.*")
         corpus = _load_for(config, saved.vocab)
         run = Run(config, corpus, saved.params, saved.step, saved.meta, saved.optimizer_state,
-                  saved.hidden)
+                  saved.state)
         if saved.config.training.optimizer != config.training.optimizer:
             run.notes.append(f"warning: the checkpoint was trained with "
                              f"{saved.config.training.optimizer}; {config.training.optimizer} "
@@ -290,10 +302,9 @@ def start_run(config: Config, resume: str | Path | None = None,
         corpus = _load_for(config, saved.vocab)
         return Run(config, corpus, saved.params)
     corpus = _load_for(config)
-    model = config.model
-    params = init_params(len(corpus.vocab), model.hidden_size, model.init_scale,
-                         np.random.default_rng(config.training.seed), model.dtype)
-    return Run(config, corpus, params)
+    spec = ModelSpec.from_config(config.model, len(corpus.vocab))
+    model = Model.init(spec, np.random.default_rng(config.training.seed))
+    return Run(config, corpus, model.params)
 
 
 def _trim_log(path: Path, step: int, log_format: str) -> None:
@@ -450,7 +461,6 @@ def _new_window() -> dict:
 def _metrics(run: Run, window: dict, val_loss: float | None) -> dict:
     seconds = max(time.perf_counter() - window["t0"], 1e-9)
     train_loss = window["nll"] / max(window["chars"], 1)
-    W_hh = run.params["W_hh"]
     return {
         "step": run.step,
         "chars_seen": run.chars_seen,
@@ -461,6 +471,16 @@ def _metrics(run: Run, window: dict, val_loss: float | None) -> dict:
         "lr": run.optimizer.lr,
         "grad_norm": window["norm"] / max(window["steps"], 1),
         "clip_fraction": window["clip"] / max(window["steps"], 1),
-        "sigma_max_W_hh": float(np.linalg.norm(W_hh.astype(np.float64), 2)),
+        **sigma_max_W_hh(run.model),
         "chars_per_sec": window["chars"] / seconds,
     }
+
+
+def sigma_max_W_hh(model: Model) -> dict[str, float]:
+    """Largest singular value of each layer's W_hh: sigma_max_W_hh (layer 0), _l1, _l2, ..."""
+    values = {}
+    for layer in range(model.spec.num_layers):
+        W_hh = model.layer_params(layer)["W_hh"].astype(np.float64)
+        values["sigma_max_W_hh" + (f"_l{layer}" if layer else "")] = float(
+            np.linalg.norm(W_hh, 2))
+    return values

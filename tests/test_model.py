@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from charrnn.gradcheck import check_gradients, make_problem, rel_error
+from charrnn.cells import CELLS
+from charrnn.errors import CharRNNError
+from charrnn.gradcheck import (
+    check_gradients,
+    default_specs,
+    make_problem,
+    rel_error,
+    trainer_gradients,
+)
 from charrnn.model import (
-    forward_loss,
-    loss_and_grads,
-    rnn_backward,
-    rnn_forward,
+    Model,
+    ModelSpec,
+    param_shapes,
     scatter_rows,
     softmax_loss_backward,
     softmax_loss_forward,
-    step,
 )
 
 
@@ -33,22 +41,23 @@ def numerical_gradient(f, array, eps=1e-6):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_rnn_backward_matches_finite_differences(activation):
+def test_rnn_cell_backward_matches_finite_differences(activation):
     rng = np.random.default_rng(1)
-    T, B, H, V = 4, 3, 5, 6
-    x = rng.integers(V, size=(T, B))
+    T, B, H = 4, 3, 5
+    cell = CELLS["rnn"](H, activation=activation)
+    xw = rng.standard_normal((T, B, H)) * 0.5
     h0 = rng.standard_normal((B, H)) * 0.5
-    W_xh, W_hh = rng.standard_normal((H, V)) * 0.5, rng.standard_normal((H, H)) * 0.5
-    b_h = rng.standard_normal(H) * 0.5
+    params = {"W_hh": rng.standard_normal((H, H)) * 0.5}
     upstream = rng.standard_normal((T, B, H))  # a random linear function of h
 
     def f():
-        h, _ = rnn_forward(x, h0, W_xh, W_hh, b_h, activation)
+        h, _, _ = cell.forward(xw.copy(), (h0,), params)
         return float(np.sum(h * upstream))
 
-    h, cache = rnn_forward(x, h0, W_xh, W_hh, b_h, activation)
-    dh0, dW_xh, dW_hh, db_h = rnn_backward(upstream.copy(), cache)
-    for analytic, value in ((dh0, h0), (dW_xh, W_xh), (dW_hh, W_hh), (db_h, b_h)):
+    _, _, cache = cell.forward(xw.copy(), (h0,), params)
+    grads = {}
+    dxw, (dh0,), _ = cell.backward(upstream.copy(), cache, grads)
+    for analytic, value in ((dxw, xw), (dh0, h0), (grads["W_hh"], params["W_hh"])):
         assert rel_error(analytic, numerical_gradient(f, value)).max() < 1e-6
 
 
@@ -79,24 +88,46 @@ def test_softmax_is_max_shifted_so_huge_logits_stay_finite():
     assert np.isfinite(nll) and nll == pytest.approx(3e6)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_whole_model_gradcheck_passes(activation):
-    rows = check_gradients(make_problem(activation=activation, seed=3))
-    assert [row.name for row in rows] == ["W_xh", "W_hh", "b_h", "W_hy", "b_y", "h0"]
+@pytest.mark.parametrize("spec", default_specs(), ids=lambda spec: spec.describe())
+def test_whole_model_gradcheck_passes_for_every_cell_and_stack(spec):
+    problem = make_problem(spec, seed=3)
+    rows = check_gradients(problem)
+    names = list(param_shapes(spec)) + [f"{state}0.l{layer}" for layer in range(spec.num_layers)
+                                        for state in problem.model.cell.state_names]
+    assert [row.name for row in rows] == names
     for row in rows:
         assert row.ok, row
 
 
-def test_gradcheck_catches_a_wrong_backward():
-    def wrong(params, x, y, h0, mask, activation, scale):
-        nll, count, grads, dh0, h_last = loss_and_grads(params, x, y, h0, mask, activation,
-                                                        scale)
-        grads["W_hh"] = grads["W_hh"] * 1.001  # a 0.1% error in one gradient
-        return nll, count, grads, dh0, h_last
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_gradcheck_catches_a_wrong_cell_backward(cell, monkeypatch):
+    """A deliberately broken backward of each cell (0.1% off in dW_hh) fails the check."""
+    cell_class = CELLS[cell]
+    right = cell_class.backward
 
-    rows = {row.name: row for row in check_gradients(make_problem(seed=4), gradients=wrong)}
-    assert not rows["W_hh"].ok
-    assert rows["W_xh"].ok and rows["W_hy"].ok
+    def wrong(self, dh, cache, grads=None, workspace=None, keep_state_grads=False):
+        dxw, dstate0, state_grads = right(self, dh, cache, grads, workspace, keep_state_grads)
+        grads["W_hh"] *= 1.001
+        return dxw, dstate0, state_grads
+
+    monkeypatch.setattr(cell_class, "backward", wrong)
+    spec = ModelSpec(vocab_size=7, hidden_size=5, cell=cell, init_scale=0.5)
+    rows = {row.name: row for row in check_gradients(make_problem(spec, seed=4))}
+    assert not rows["l0.W_hh"].ok
+    assert rows["l0.W_xh"].ok and rows["W_hy"].ok
+
+
+def test_gradcheck_catches_a_wrong_dropout_backward():
+    """Dropout that the backward forgets (the forward's masks not applied) fails the check."""
+    spec = ModelSpec(vocab_size=7, hidden_size=5, num_layers=2, dropout=0.5, init_scale=0.5)
+    problem = make_problem(spec, seed=5)
+
+    def forgetting_the_mask(problem):
+        grads, dstate0 = trainer_gradients(dataclasses.replace(problem, dropout_seed=None))
+        return grads, dstate0
+
+    rows = {row.name: row for row in check_gradients(problem, gradients=forgetting_the_mask)}
+    assert not rows["W_hy"].ok
 
 
 @pytest.mark.parametrize("rows, width, count", [
@@ -114,14 +145,46 @@ def test_scatter_rows_sums_repeated_indices_like_add_at(rows, width, count):
                                atol=1e-10)
 
 
-def test_forward_loss_and_step_agree_with_the_training_forward():
-    problem = make_problem(seed=6, masked=False)
-    p = problem.params
-    nll, count, _, _, h_last = loss_and_grads(p, problem.x, problem.y, problem.h0)
-    nll2, count2, h_last2 = forward_loss(p, problem.x, problem.y, problem.h0)
-    assert nll == pytest.approx(nll2, rel=1e-12) and count == count2
-    np.testing.assert_allclose(h_last, h_last2, rtol=1e-12)
-    h = problem.h0
+@pytest.mark.parametrize("spec", default_specs()[::2], ids=lambda spec: spec.describe())
+def test_forward_loss_and_step_agree_with_the_training_forward(spec):
+    problem = make_problem(dataclasses.replace(spec, dropout=0.0), seed=6, masked=False)
+    model = problem.model
+    result = model.loss_and_grads(problem.x, problem.y, problem.state0)
+    nll2, count2, state2 = model.forward_loss(problem.x, problem.y, problem.state0)
+    assert result.nll_sum == pytest.approx(nll2, rel=1e-12) and result.count == count2
+    assert result.objective == pytest.approx(result.nll_sum / problem.x.shape[1], rel=1e-15)
+    step = model.stepper()
+    state = problem.state0
     for t in range(problem.x.shape[0]):
-        h, _ = step(p, problem.x[t], h)
-    np.testing.assert_allclose(h, h_last, rtol=1e-12)
+        state, logits = step(problem.x[t], state)
+    for stepped, forward, trained in zip(state, state2, result.state_last):
+        for a, b, c in zip(stepped, forward, trained):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+            np.testing.assert_allclose(c, b, rtol=1e-12)
+
+
+def test_first_layer_stack_reduces_to_min_char_rnn_init_order():
+    """A one-layer vanilla model draws W_xh, W_hh, W_hy in min-char-rnn's order."""
+    spec = ModelSpec(vocab_size=5, hidden_size=3)
+    model = Model.init(spec, np.random.default_rng(7))
+    rng = np.random.default_rng(7)
+    for name, shape in (("l0.W_xh", (3, 5)), ("l0.W_hh", (3, 3)), ("W_hy", (5, 3))):
+        np.testing.assert_array_equal(model.params[name], rng.standard_normal(shape) * 0.01)
+
+
+def test_public_entry_points_refuse_misshapen_inputs():
+    model = Model.init(ModelSpec(vocab_size=5, hidden_size=3), np.random.default_rng(0))
+    x = np.zeros((4, 1), dtype=np.int64)
+    with pytest.raises(CharRNNError, match="outside the vocabulary"):
+        model.loss_and_grads(x + 5, x, model.zero_state(1))
+    with pytest.raises(CharRNNError, match=r"\(T, B\)"):
+        model.loss_and_grads(x.T, x.T, model.zero_state(1))  # (B, T) at batch 1
+    with pytest.raises(CharRNNError, match="zero_state"):
+        model.forward_loss(x, x, model.zero_state(2))
+
+
+def test_lstm_forget_bias_starts_the_forget_gate_open():
+    spec = ModelSpec(vocab_size=5, hidden_size=3, cell="lstm", forget_bias=2.0)
+    b_h = Model.init(spec, np.random.default_rng(0)).params["l0.b_h"]
+    np.testing.assert_array_equal(b_h[3:6], 2.0)  # gates i, f, g, o: f is the second block
+    assert not b_h[:3].any() and not b_h[6:].any()

@@ -32,6 +32,6 @@ def test_float64_trajectory_matches_the_stored_one(key, tmp_path):
     losses = [run.train_step()[0] for _ in range(25)]
     expected = STORED[key]
     np.testing.assert_allclose(losses, expected["nll_sums"], rtol=1e-12)
-    assert float(np.sum(run.params["W_hh"])) == pytest.approx(expected["W_hh_sum"], rel=1e-12)
-    assert float(np.abs(run.params["W_xh"]).sum()) == pytest.approx(expected["W_xh_abs_sum"],
+    assert float(np.sum(run.params["l0.W_hh"])) == pytest.approx(expected["W_hh_sum"], rel=1e-12)
+    assert float(np.abs(run.params["l0.W_xh"]).sum()) == pytest.approx(expected["W_xh_abs_sum"],
                                                                     rel=1e-12)
