@@ -135,6 +135,20 @@ def _output_lock(out: Path):
         handle.close()
 
 
+class ParamViews(dict):
+    """Parameters that are views of the trainer's flat vector. Assigning an entry copies into
+    its view, so the optimizer goes on training what the forward reads."""
+
+    def __setitem__(self, name: str, value) -> None:
+        if name not in self:
+            raise CharRNNError(f"no parameter {name!r}; this model has {', '.join(self)}")
+        target = dict.__getitem__(self, name)
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise CharRNNError(f"parameter {name} has shape {target.shape}, got {value.shape}")
+        target[...] = value
+
+
 class Run:
     """The state of one training run; `checkpoint()` and `start_run(resume=...)` round-trip all
     of it."""
@@ -149,8 +163,8 @@ class Run:
         spec = ModelSpec.from_config(config.model, len(corpus.vocab))
         self.layout = Layout(param_shapes(spec))
         self.flat_params = self.layout.flatten(params, dtype=dtype)
-        self.params = self.layout.views(self.flat_params)  # views: updates reach them in place
-        self.model = Model(spec, self.params)
+        self._params = ParamViews(self.layout.views(self.flat_params))
+        self.model = Model(spec, self._params)
         self.flat_grad = np.empty_like(self.flat_params)
         self.grads = self.layout.views(self.flat_grad)  # the backward writes straight into these
         self.workspace = Workspace()
@@ -178,6 +192,16 @@ class Run:
         else:
             self.batches = LineBatches(corpus.train, training.batch_size, self.rng)
             self.state = None
+
+    @property
+    def params(self) -> ParamViews:
+        """The weights the forward reads and the optimizer updates (views of one flat vector)."""
+        return self._params
+
+    @params.setter
+    def params(self, values: dict) -> None:
+        for name, value in values.items():
+            self._params[name] = value
 
     def meta(self) -> dict:
         meta = {"step": self.step, "rng_state": self.rng.bit_generator.state,

@@ -118,8 +118,11 @@ def test_eval_in_lines_mode_matches_the_trainers_validation_loss(names_model, tm
 
 def test_gradcheck_passes_and_prints_a_table():
     result = run("gradcheck")
-    for name in ("W_xh", "W_hh", "b_h", "W_hy", "b_y"):
+    for name in ("l0.W_xh", "l0.W_hh", "l0.b_h", "W_hy", "b_y", "h0.l0", "c0.l0", "l1.W_xh",
+                 "l0.b_hn"):
         assert name in result.output
+    for label in ("rnn (tanh)", "rnn (relu)", "lstm, 1 layer", "gru, 2 layers of 6, dropout"):
+        assert label in result.output
     assert "FAIL" not in result.output
 
 

@@ -39,7 +39,7 @@ from charrnn.checkpoint import Checkpoint, load_checkpoint
 from charrnn.config import Config, config_from_yaml_text, from_mapping
 from charrnn.corpus import build_corpus, normalise_lines
 from charrnn.errors import CharRNNError
-from charrnn.model import PARAM_NAMES, param_shapes
+from charrnn.model import param_shapes
 from charrnn.vocab import Vocabulary
 from conftest import REPO
 
@@ -113,8 +113,9 @@ def load_or_refuse(path: Path) -> Checkpoint | None:
         OUTCOMES["refused"] += 1
         return None
     OUTCOMES["loaded"] += 1
-    shapes = param_shapes(len(saved.vocab), saved.config.model.hidden_size)
-    for name in PARAM_NAMES:
+    shapes = param_shapes(saved.spec)
+    assert set(saved.params) == set(shapes)
+    for name in shapes:
         assert saved.params[name].shape == shapes[name]
         assert np.isfinite(saved.params[name]).all()
     return saved
@@ -127,7 +128,7 @@ def load_or_refuse(path: Path) -> Checkpoint | None:
                  st.binary(max_size=3000).map(lambda tail: b"PK\x03\x04" + tail),
                  st.binary(max_size=3000).map(lambda tail: b"\x93NUMPY\x01\x00" + tail)))
 @example(b"")
-@example(pickle.dumps({"W_xh": [1.0]}))
+@example(pickle.dumps({"l0.W_xh": [1.0]}))
 def test_arbitrary_bytes_as_a_checkpoint_are_refused_with_our_error(scratch, raw):
     scratch.write_bytes(raw)
     assert load_or_refuse(scratch) is None
@@ -179,8 +180,11 @@ def test_zip_features_charrnn_never_writes_are_refused(offset, value, real, scra
 
 FORGED_DTYPES = st.sampled_from(["<f8", "<f4", ">f8", "<f2", "<i8", "<u4", "|u1", "|b1", "<c16",
                                  "<U8", "|S4", "<m8[s]"])
+PARAM_NAMES = ("l0.W_xh", "l0.W_hh", "l0.b_h", "W_hy", "b_y")  # the vanilla model's
 FORGED_KEYS = st.sampled_from(["format", "version", "config", "meta", "vocab", *PARAM_NAMES,
-                               "opt.m.W_xh", "opt.v.b_y", "opt.zz.W_hh", "h", "junk", "opt.x"])
+                               "opt.m.l0.W_xh", "opt.v.b_y", "opt.zz.l0.W_hh", "state.l0.h",
+                               "state.l0.c", "state.l1.h", "l1.W_xh", "W_xh", "junk",
+                               "opt.x"])
 
 
 @fuzz(300)
@@ -220,7 +224,7 @@ class CreatesMarker:
         return (open, (self.path, "w"))
 
 
-@pytest.mark.parametrize("key", ["vocab", "W_xh", "meta", "opt.m.b_y", "junk"])
+@pytest.mark.parametrize("key", ["vocab", "l0.W_xh", "meta", "opt.m.b_y", "junk"])
 def test_npz_with_a_pickled_object_is_refused_and_never_unpickled(key, real, tmp_path,
                                                                    monkeypatch):
     forged = members(real)
@@ -259,7 +263,7 @@ def _longer_vocab(arrays):
 
 
 def _other_hidden_size(arrays):
-    arrays["W_hh"] = np.zeros((17, 17))
+    arrays["l0.W_hh"] = np.zeros((17, 17))
 
 
 def _bias_one_too_long(arrays):
@@ -267,15 +271,15 @@ def _bias_one_too_long(arrays):
 
 
 def _optimizer_state_of_another_shape(arrays):
-    arrays["opt.m.W_xh"] = arrays["opt.m.W_xh"].T.copy()
+    arrays["opt.m.l0.W_xh"] = arrays["opt.m.l0.W_xh"].T.copy()
 
 
 def _optimizer_state_missing_a_parameter(arrays):
-    del arrays["opt.v.b_h"]
+    del arrays["opt.v.l0.b_h"]
 
 
 def _hidden_state_of_another_width(arrays):
-    arrays["h"] = np.zeros((8, 15))
+    arrays["state.l0.h"] = np.zeros((8, 15))
 
 
 @pytest.mark.parametrize("edit", [_shorter_vocab, _longer_vocab, _other_hidden_size,
@@ -285,7 +289,7 @@ def _hidden_state_of_another_width(arrays):
 def test_weights_that_do_not_fit_the_vocabulary_or_config_are_refused(edit, real, tmp_path):
     with np.load(real) as archive:
         arrays = {name: archive[name] for name in archive.files}
-    arrays.setdefault("h", np.zeros((8, 16)))
+    arrays.setdefault("state.l0.h", np.zeros((8, 16)))
     edit(arrays)
     np.savez(tmp_path / "edited.npz", **arrays)
     with pytest.raises(CharRNNError, match="shape|lacks"):
@@ -297,7 +301,7 @@ SIZES = st.one_of(st.integers(-2**70, 2**70),
 
 
 @fuzz(300)
-@given(key=st.sampled_from(["W_xh", "W_hh", "vocab", "meta", "h", "opt.m.b_y"]),
+@given(key=st.sampled_from(["l0.W_xh", "l0.W_hh", "vocab", "meta", "state.l0.h", "opt.m.b_y"]),
        shape=st.lists(SIZES, max_size=4),
        descr=st.sampled_from(["<f8", "<f4", "|u1", "<u4", "<U1000000", "|V100000000"]),
        data=st.binary(max_size=64))
@@ -322,10 +326,10 @@ def test_deflate_bomb_is_refused_before_allocation(real, tmp_path):
     path = tmp_path / "bomb.npz"
     with zipfile.ZipFile(path, "w") as archive:
         for key, data in forged.items():
-            archive.writestr(key + ".npy", bomb + bytes(1 << 20) if key == "W_xh" else data,
-                             compress_type=zipfile.ZIP_DEFLATED if key == "W_xh" else 0)
+            archive.writestr(key + ".npy", bomb + bytes(1 << 20) if key == "l0.W_xh" else data,
+                             compress_type=zipfile.ZIP_DEFLATED if key == "l0.W_xh" else 0)
     raw = bytearray(path.read_bytes())
-    entry = next(i for i in _central_entries(raw) if raw[i + 46: i + 46 + 8] == b"W_xh.npy")
+    entry = next(i for i in _central_entries(raw) if raw[i + 46: i + 46 + 11] == b"l0.W_xh.npy")
     raw[entry + 24: entry + 28] = struct.pack("<I", claimed)  # uncompressed size
     path.write_bytes(bytes(raw))
     tracemalloc.start()
@@ -349,7 +353,7 @@ def test_forged_six_gigabyte_array_fails_in_one_line_under_a_one_gigabyte_memory
         real, tmp_path):
     """Below MAX_ARRAY_BYTES, so only the check against the stored bytes stops it."""
     forged = members(real)
-    forged["W_xh"] = npy_header("<f8", (750_000_000,)) + bytes(64)
+    forged["l0.W_xh"] = npy_header("<f8", (750_000_000,)) + bytes(64)
     write_members(tmp_path / "big.npz", forged)
     child = subprocess.run(charrnn_command("sample", "--checkpoint", "big.npz"), cwd=tmp_path,
                            env=child_env(), capture_output=True, text=True, timeout=60,
