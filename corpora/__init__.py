@@ -1,0 +1,1 @@
+"""The shipped corpora, installed as charrnn.corpora (see pyproject.toml and README.md here)."""
