@@ -2,7 +2,8 @@
 
 The command line (`charrnn ...`, or `python -m charrnn ...`) is a thin layer over this library:
 
-    from charrnn import load_config, train, load_checkpoint, sample_names
+    from charrnn import load_config, load_checkpoint, sample_names
+    from charrnn.train import train   # charrnn.train is the module; train() lives in it
     result = train(load_config("names", ["training.steps=500"]), progress=False)
     saved = load_checkpoint(result.out)
     print(sample_names(saved.model, saved.vocab, 10, numpy.random.default_rng(0)))
@@ -18,7 +19,7 @@ from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_split, evaluate_text
 from charrnn.model import Model, ModelSpec
 from charrnn.sample import sample_names, sample_text
-from charrnn.train import Run, start_run, train
+from charrnn.train import Run, start_run
 from charrnn.vocab import Vocabulary
 
 try:
@@ -28,4 +29,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree no
 
 __all__ = ["CharRNNError", "Checkpoint", "Config", "Model", "ModelSpec", "Run", "Vocabulary",
            "__version__", "evaluate_split", "evaluate_text", "load_checkpoint", "load_config",
-           "sample_names", "sample_text", "save_checkpoint", "start_run", "train"]
+           "sample_names", "sample_text", "save_checkpoint", "start_run"]

@@ -353,10 +353,12 @@ def _meta(text: str, where: str) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise CharRNNError(f"{where}: meta {key!r} is {value!r}, not a count; the file is "
                                f"damaged")
-    best = meta.get("best_val_loss")
-    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
-        raise CharRNNError(f"{where}: meta 'best_val_loss' is {best!r}, not a number; the file "
-                           f"is damaged")
+    for key in ("best_val_loss", "best_file_loss"):
+        best = meta.get(key)
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                                 or not math.isfinite(best)):
+            raise CharRNNError(f"{where}: meta {key!r} is {str(best)[:40]!r}, not a finite "
+                               f"number; the file is damaged")
     if not isinstance(meta.get("stream_started", False), bool):
         raise CharRNNError(f"{where}: meta 'stream_started' is not true or false; the file is "
                            f"damaged")

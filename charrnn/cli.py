@@ -15,14 +15,14 @@ import numpy as np
 from charrnn.cells import CELLS
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
-from charrnn.config import DEFAULT_CONFIG, load_config, with_overrides
+from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
 from charrnn.corpus import normalise_lines, read_text
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_corpus_split, evaluate_text
 from charrnn.gradcheck import TOLERANCE, default_specs, run_gradcheck
 from charrnn.model import ModelSpec
 from charrnn.sample import sample_names, sample_text
-from charrnn.train import TrainingInterrupted
+from charrnn.train import INIT_FROM_MAY_CHANGE, TrainingInterrupted
 from charrnn.train import train as train_model
 
 
@@ -57,25 +57,43 @@ def main():
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config key, e.g. --set training.lr=0.05 (repeatable)")
 @click.option("--encoding", help="corpus text encoding (data.encoding), e.g. latin-1")
+@click.option("--mode", type=click.Choice(["lines", "stream"]),
+              help="data.mode: lines (one example a line, e.g. names) or stream (running text)")
+@click.option("--threads", metavar="N|auto",
+              help="BLAS threads (training.threads) [default: auto]")
 @click.option("--progress/--no-progress", default=None,
-              help="show the progress bar [default: only on a terminal]")
+              help="show the progress bar [default: only on a terminal; otherwise one line per "
+                   "evaluation]")
 @friendly_errors
-def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, encoding,
-          progress):
-    """Train a model (with no options: configs/names.yaml)."""
+def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, encoding, mode,
+          threads, progress):
+    """Train a model (with no options: the shipped names config).
+
+    Progress, samples and the summary go to standard error; nothing is written to standard
+    output. --config takes a file or a shipped config's name (names, names-gru, names-lstm,
+    shakespeare, shakespeare-lstm, min-char-rnn)."""
     if resume and config_path:
         raise click.UsageError("--resume continues with the checkpoint's own config; change "
                                "settings with --set SECTION.KEY=VALUE instead of --config")
     if resume and init_from:
         raise click.UsageError("--resume and --init-from exclude each other: --resume continues "
                                "a run, --init-from starts a new one from its weights")
+    if threads is not None and threads != "auto":
+        try:
+            threads = int(threads)
+        except ValueError:
+            raise click.BadParameter(f"expected auto or a whole number, got {threads!r}",
+                                     param_hint="--threads") from None
     flags = {"data.corpus": corpus, "training.out": out or resume,
-             "training.steps": steps, "training.seed": seed, "data.encoding": encoding}
+             "training.steps": steps, "training.seed": seed, "data.encoding": encoding,
+             "data.mode": mode, "training.threads": threads}
     settings = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     if resume:
         config = _resumed_config(resume, [*settings, *overrides])
     else:
         config = load_config(config_path, [*settings, *overrides])
+    if init_from:
+        config = _init_from_config(config, init_from, overrides)
     try:
         result = train_model(config, resume=resume, init_from=init_from, progress=progress,
                              report=lambda kind, text: click.echo(text, err=True))
@@ -92,6 +110,26 @@ def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, e
     best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
     click.echo(f"step {result.step}: best val {best} nats/char; {result.chars_per_second:,.0f} "
                f"chars/s over {result.seconds:.1f} s; saved {result.out}", err=True)
+
+
+def _init_from_config(config, init_from: str, overrides):
+    """--init-from: the checkpoint's model, except dropout and dtype, which a new run may change;
+    any other model.* setting given on the command line cannot apply and is refused."""
+    saved = load_checkpoint(init_from)
+    model = saved.config.to_dict()["model"]
+    explicit = {}
+    for item in overrides:
+        section, name, _ = parse_override(item)
+        if section == "model":
+            explicit[name] = getattr(config.model, name)
+    for name, value in explicit.items():
+        if name not in INIT_FROM_MAY_CHANGE and value != model.get(name):
+            raise click.UsageError(
+                f"--set model.{name}={value} cannot apply with --init-from: the weights of "
+                f"{init_from} fix model.{name} to {model.get(name)!r} (only "
+                f"{' and '.join('model.' + k for k in INIT_FROM_MAY_CHANGE)} may change)")
+    return config.replace(model={**model, **{k: v for k, v in explicit.items()
+                                             if k in INIT_FROM_MAY_CHANGE}})
 
 
 def _resumed_config(resume: str, overrides: list[str]):
@@ -255,10 +293,13 @@ def eval_command(checkpoint, textfile, split, as_json, encoding):
                    f"left out: {''.join(result['unknown_characters'])!r}", err=True)
 
 
-# Diagnostics commands (gradflow, plot) live in their own module and join the group here.
+# Other commands live in modules of their own and join the group here.
 from charrnn.diagnostics_cli import COMMANDS as _DIAGNOSTICS  # noqa: E402
+from charrnn.info_cli import COMMANDS as _INFO  # noqa: E402
+from charrnn.sweep_cli import COMMANDS as _SWEEP  # noqa: E402
+from charrnn.viz_cli import COMMANDS as _VIZ  # noqa: E402
 
-for _command in _DIAGNOSTICS:
+for _command in [*_DIAGNOSTICS, *_INFO, *_SWEEP, *_VIZ]:
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

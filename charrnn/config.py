@@ -84,7 +84,10 @@ class TrainingConfig:
     beta1: float = _spec(0.9, low=0.0, high=1.0, high_open=True, doc="Adam first-moment decay")
     beta2: float = _spec(0.999, low=0.0, high=1.0, high_open=True, doc="Adam second-moment decay")
     lr_decay: float = _spec(1.0, low=0.0, high=1.0, low_open=True,
-                            doc="multiply lr by this after every eval_every steps")
+                            doc="multiply lr by this every lr_decay_every steps")
+    lr_decay_every: int | None = _spec(None, low=1, nullable=True,
+                                       doc="steps between lr decays; null: every eval_every "
+                                           "steps (the first release's meaning)")
     clip: float = _spec(5.0, low=0.0, doc="clip threshold; 0 turns clipping off")
     clip_mode: str = _spec("value", choices=("value", "norm", "none"),
                            doc="value: each entry to [-clip, clip]; norm: global L2 norm to clip")
@@ -101,6 +104,9 @@ class TrainingConfig:
                                         "validation loss; 0: never")
     time_limit: float = _spec(0.0, low=0.0, doc="stop after this many seconds; 0: no limit")
     out: str = _spec("checkpoints/names.npz", doc="checkpoint path; the best one is *.best.npz")
+    threads: int | str = _spec("auto", doc="BLAS threads: auto (one for small models, more "
+                                           "for large ones; an explicit OPENBLAS_NUM_THREADS or "
+                                           "OMP_NUM_THREADS wins) or a count")
     log_format: str = _spec("jsonl", choices=("jsonl", "csv"),
                             doc="metrics log beside the checkpoint (out with .jsonl or .csv)")
 
@@ -153,8 +159,21 @@ def _closest(name: str, options) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
+def _quoted(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to limit characters: error messages quote what they must, no more."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
     rules = spec.metadata
+    if spec.default == "auto":  # a count, or "auto": the value decides
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+            raise CharRNNError(f"config {where}: expected auto or a whole number from 1 to "
+                               f"1024, got {_quoted(value)}")
+        return value
     kind = type(spec.default) if spec.default is not None else int
     if value is None:
         if rules["nullable"]:

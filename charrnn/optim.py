@@ -77,10 +77,16 @@ class Optimizer:
 
     def __init__(self, layout: Layout, lr: float, dtype="float64"):
         self.layout = layout
-        self.lr = lr
+        self.lr = lr  # the base rate: a user may change it between steps
+        self.scale = 1.0  # the schedule's factor (lr decay), set by the trainer every step
         self.t = 0
         self.state = {slot: np.zeros(layout.size, dtype=dtype) for slot in self.slots}
         self._scratch: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def rate(self) -> float:
+        """The learning rate of the next update: lr times the schedule's factor."""
+        return self.lr * self.scale
 
     def update(self, params: np.ndarray, grad: np.ndarray) -> None:
         raise NotImplementedError
@@ -115,7 +121,7 @@ class Adagrad(Optimizer):
         # param += -lr * dparam / np.sqrt(mem + 1e-8), in min-char-rnn's order of operations
         np.add(mem, ADAGRAD_EPS, out=root)
         np.sqrt(root, out=root)
-        np.multiply(grad, -self.lr, out=step)
+        np.multiply(grad, -self.rate, out=step)
         step /= root
         params += step
 
@@ -132,7 +138,7 @@ class SGD(Optimizer):
         velocity = self.state["velocity"]
         velocity *= self.momentum
         velocity += grad
-        params -= self.lr * velocity
+        params -= self.rate * velocity
 
 
 class Adam(Optimizer):
@@ -151,7 +157,7 @@ class Adam(Optimizer):
         v += (1 - self.beta2) * grad * grad
         m_hat_scale = 1.0 / (1 - self.beta1 ** self.t)
         v_hat_scale = 1.0 / (1 - self.beta2 ** self.t)
-        params -= (self.lr * m_hat_scale) * m / (np.sqrt(v * v_hat_scale) + ADAM_EPS)
+        params -= (self.rate * m_hat_scale) * m / (np.sqrt(v * v_hat_scale) + ADAM_EPS)
 
 
 def make_optimizer(layout: Layout, training, dtype="float64") -> Optimizer:

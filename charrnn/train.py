@@ -35,9 +35,11 @@ from charrnn.evaluate import LN2, evaluate_split
 from charrnn.model import Model, ModelSpec, param_shapes
 from charrnn.optim import Layout, clip_gradients, grad_norm, make_optimizer
 from charrnn.sample import sample_names, sample_text
+from charrnn.threads import blas_threads, choose_threads
 from charrnn.workspace import Workspace
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+INIT_FROM_MAY_CHANGE = ("dropout", "dtype")  # model keys a run started --init-from may set
 DROPOUT_STREAM = 0xD50  # dropout masks come from default_rng([seed, step, DROPOUT_STREAM])
 
 
@@ -85,6 +87,21 @@ def stability_warnings(config: Config) -> list[str]:
     if training.clip_mode == "none" or training.clip == 0:
         warnings.append("gradient clipping is off; exploding gradients can turn the loss into NaN")
     return warnings
+
+
+LONG_LINE, LONG_MEDIAN_LINE = 1000, 200  # characters: past these, lines are not examples
+
+
+def mode_warnings(corpus: Corpus, config: Config) -> list[str]:
+    """Lines mode on a text that does not look like one example a line (the rule in README)."""
+    if corpus.mode != "lines" or len(corpus.train.lengths) == 0:
+        return []
+    longest, median = int(corpus.train.lengths.max()), float(np.median(corpus.train.lengths))
+    if longest <= LONG_LINE and median <= LONG_MEDIAN_LINE:
+        return []
+    return [f"warning: {config.data.corpus} does not look like one example a line (longest "
+            f"line {longest:,} characters, median {median:,.0f}), yet lines mode trains on "
+            f"each line from a fresh state; for running text pass --mode stream"]
 
 
 class _SignalCatcher:
@@ -177,7 +194,9 @@ class Run:
         self.rng = np.random.default_rng(training.seed)
         if "rng_state" in meta:
             self.rng.bit_generator.state = meta["rng_state"]
-        self.best_val_loss = meta.get("best_val_loss")
+        self.best_val_loss = meta.get("best_val_loss")  # best on the eval_every grid
+        # the best of every evaluation: what OUT.best.npz holds
+        self.best_file_loss = meta.get("best_file_loss", self.best_val_loss)
         self.evals_since_best = int(meta.get("evals_since_best", 0))
         self.chars_seen = int(meta.get("chars_seen", 0))
         if corpus.mode == "stream":
@@ -205,7 +224,8 @@ class Run:
 
     def meta(self) -> dict:
         meta = {"step": self.step, "rng_state": self.rng.bit_generator.state,
-                "best_val_loss": self.best_val_loss, "evals_since_best": self.evals_since_best,
+                "best_val_loss": self.best_val_loss, "best_file_loss": self.best_file_loss,
+                "evals_since_best": self.evals_since_best,
                 "chars_seen": self.chars_seen, "optimizer_t": self.optimizer.t}
         if isinstance(self.batches, StreamBatches):
             meta["stream_position"] = self.batches.position
@@ -243,7 +263,7 @@ class Run:
                 f"and the last saved checkpoint is kept. Lower training.lr, or turn clipping on "
                 f"(training.clip_mode: value)")
         clip_fraction = clip_gradients(grad, training.clip_mode, training.clip, norm)
-        self.optimizer.lr = training.lr * training.lr_decay ** (self.step // training.eval_every)
+        self.optimizer.scale = self.lr_scale(self.step)
         with np.errstate(over="ignore", invalid="ignore"):  # save_checkpoint refuses inf weights
             self.optimizer.update(self.flat_params, grad)
         if self.state is not None:
@@ -251,6 +271,12 @@ class Run:
         self.step += 1
         self.chars_seen += count
         return nll_sum, count, norm, clip_fraction
+
+    def lr_scale(self, step: int) -> float:
+        """The schedule: lr_decay once every lr_decay_every steps (eval_every when unset)."""
+        training = self.config.training
+        every = training.lr_decay_every or training.eval_every
+        return training.lr_decay ** (step // every)
 
     def evaluate(self, max_chars: int | None) -> float | None:
         if self.corpus.val is None:
@@ -322,7 +348,9 @@ def start_run(config: Config, resume: str | Path | None = None,
         return run
     if init_from is not None:
         saved = load_checkpoint(init_from)
-        config = config.replace(model=saved.config.to_dict()["model"])
+        model = saved.config.to_dict()["model"]  # the weights fix the model, but for these:
+        model.update({key: getattr(config.model, key) for key in INIT_FROM_MAY_CHANGE})
+        config = config.replace(model=model)
         corpus = _load_for(config, saved.vocab)
         return Run(config, corpus, saved.params)
     corpus = _load_for(config)
@@ -379,14 +407,16 @@ def _append_log(path: Path, record: dict, log_format: str, fresh: bool) -> None:
 def train(config: Config, *, resume: str | Path | None = None,
           init_from: str | Path | None = None, progress: bool | None = None,
           report: Callable[[str, str], None] | None = None) -> TrainResult:
-    """Train as the config says; report(kind, text) receives 'warning', 'sample' and 'info' lines.
+    """Train as the config says; report(kind, text) receives 'warning', 'info', 'progress' and
+    'sample' lines (by default they go to stderr).
 
-    progress: show a tqdm bar (None: only when stderr is a terminal).
+    progress: show a tqdm bar (None: only when stderr is a terminal; without the bar, one
+    plain 'progress' line is reported per evaluation instead).
     Raises CharRNNError for bad input and TrainingInterrupted after saving on SIGINT/SIGTERM.
     """
     from tqdm import tqdm
 
-    report = report or (lambda kind, text: print(text, file=sys.stderr))
+    report = report or _to_stderr
     training = config.training
     out = Path(training.out)
     for warning in stability_warnings(config):
@@ -395,8 +425,12 @@ def train(config: Config, *, resume: str | Path | None = None,
         remove_stale_temporaries(out)
         remove_stale_temporaries(best_path(out))
         run = start_run(config, resume, init_from)
-        for note in run.notes:
+        for note in [*run.notes, *mode_warnings(run.corpus, config)]:
             report("warning", note)
+        spec = run.model.spec
+        threads = choose_threads(training.threads, training.batch_size, spec.hidden_size,
+                                 run.model.cell.gates)
+        report("info", start_line(run, threads, out))
         logfile = log_path(out, training.log_format)
         # a resumed run continues its own log; written to another --out, it starts one
         fresh_log = resume is None or Path(resume).resolve() != out.resolve()
@@ -406,74 +440,132 @@ def train(config: Config, *, resume: str | Path | None = None,
             report("info", f"{resume or 'the run'} is already at step {run.step}, at or past "
                            f"--steps {training.steps}; nothing to do")
             return TrainResult(out, run.step, run.best_val_loss, None, None, 0.0, 0.0)
-        bar = tqdm(total=training.steps, initial=run.step, disable=progress is False or (
-            progress is None and not sys.stderr.isatty()), unit="step", dynamic_ncols=True,
-            file=sys.stderr)
+        show_bar = progress is True or (progress is None and sys.stderr.isatty())
+        bar = tqdm(total=training.steps, initial=run.step, disable=not show_bar, unit="step",
+                   dynamic_ncols=True, file=sys.stderr)
         started = time.perf_counter()
-        run_chars = 0
+        first_step, run_chars = run.step, 0
         window = _new_window()
         history: list[dict] = []
         val_loss = None
-        stopped_early = False
+        stopped_early = out_of_time = False
         try:
-            while run.step < training.steps:
-                nll_sum, count, norm, clip_fraction = run.train_step()
-                run_chars += count
-                for key, value in (("nll", nll_sum), ("chars", count), ("norm", norm),
-                                   ("clip", clip_fraction), ("steps", 1)):
-                    window[key] += value
-                bar.update(1)
-                last = run.step >= training.steps
-                elapsed = time.perf_counter() - started
-                out_of_time = training.time_limit > 0 and elapsed >= training.time_limit
-                if run.step % training.eval_every == 0 or last or out_of_time:
-                    val_loss = run.evaluate(training.eval_max_chars)
-                    record = _metrics(run, window, val_loss)
-                    history.append(record)
-                    try:
-                        _append_log(logfile, record, training.log_format, fresh_log)
-                    except CharRNNError:
-                        save_checkpoint(out, run.checkpoint())  # keep the steps trained so far
-                        raise
-                    fresh_log = False
-                    bar.set_postfix(loss=f"{record['train_loss']:.3f}",
-                                    val=("-" if val_loss is None else f"{val_loss:.3f}"),
-                                    cps=f"{record['chars_per_sec']:.0f}")
-                    window = _new_window()
-                    # only evaluations on the eval_every grid choose the best checkpoint and
-                    # count for patience: a run's last step (or its time limit) may fall off the
-                    # grid, and a resumed run must decide as the uninterrupted one would
-                    on_grid = run.step % training.eval_every == 0
-                    if on_grid and val_loss is not None and (
-                            run.best_val_loss is None or val_loss < run.best_val_loss):
-                        run.best_val_loss = val_loss
-                        run.evals_since_best = 0
-                        save_checkpoint(best_path(out), run.checkpoint())
-                    elif on_grid and val_loss is not None:
-                        run.evals_since_best += 1
-                    if training.patience and run.evals_since_best >= training.patience:
-                        stopped_early = True
-                if training.sample_every and run.step % training.sample_every == 0:
-                    sample = run.sample(np.random.default_rng([training.seed, run.step]))
-                    bar.clear()
-                    report("sample", f"----- sample at step {run.step} -----\n{sample}\n-----")
-                    bar.refresh()
-                if (training.checkpoint_every and run.step % training.checkpoint_every == 0
-                        or last or stopped_early or out_of_time or signals.signum is not None):
-                    save_checkpoint(out, run.checkpoint())
-                if signals.signum is not None:
-                    raise TrainingInterrupted(signals.signum, out, run.step)
-                if stopped_early or out_of_time:
-                    if stopped_early:
-                        report("info", f"stopping early at step {run.step}: no better "
-                                       f"validation loss in {training.patience} evaluations")
-                    break
+            with blas_threads(threads.threads):
+                while run.step < training.steps:
+                    nll_sum, count, norm, clip_fraction = run.train_step()
+                    run_chars += count
+                    for key, value in (("nll", nll_sum), ("chars", count), ("norm", norm),
+                                       ("clip", clip_fraction), ("steps", 1)):
+                        window[key] += value
+                    bar.update(1)
+                    last = run.step >= training.steps
+                    elapsed = time.perf_counter() - started
+                    out_of_time = training.time_limit > 0 and elapsed >= training.time_limit
+                    if run.step % training.eval_every == 0 or last or out_of_time:
+                        val_loss = run.evaluate(training.eval_max_chars)
+                        record = _metrics(run, window, val_loss)
+                        history.append(record)
+                        try:
+                            _append_log(logfile, record, training.log_format, fresh_log)
+                        except CharRNNError:
+                            save_checkpoint(out, run.checkpoint())  # keep the steps so far
+                            raise
+                        fresh_log = False
+                        bar.set_postfix(loss=f"{record['train_loss']:.3f}",
+                                        val=("-" if val_loss is None else f"{val_loss:.3f}"),
+                                        cps=f"{record['chars_per_sec']:.0f}")
+                        if not show_bar:
+                            report("progress", progress_line(record, training, elapsed,
+                                                             run.step - first_step))
+                        window = _new_window()
+                        stopped_early = _judge(run, val_loss, out)
+                    if training.sample_every and run.step % training.sample_every == 0:
+                        sample = run.sample(np.random.default_rng([training.seed, run.step]))
+                        bar.clear()
+                        report("sample",
+                               f"----- sample at step {run.step} -----\n{sample}\n-----")
+                        bar.refresh()
+                    if (training.checkpoint_every and run.step % training.checkpoint_every == 0
+                            or last or stopped_early or out_of_time
+                            or signals.signum is not None):
+                        save_checkpoint(out, run.checkpoint())
+                    if signals.signum is not None:
+                        raise TrainingInterrupted(signals.signum, out, run.step)
+                    if stopped_early or out_of_time:
+                        break
         finally:
             bar.close()
+        if stopped_early:
+            report("info", f"stopped early at step {run.step} of {training.steps}: no better "
+                           f"validation loss in {training.patience} evaluations")
+        elif out_of_time:
+            report("info", f"stopped at the {training.time_limit:g} s time limit at step "
+                           f"{run.step} of {training.steps}")
         seconds = time.perf_counter() - started
         final_train = history[-1]["train_loss"] if history else None
-        return TrainResult(out, run.step, run.best_val_loss, val_loss, final_train, seconds,
+        return TrainResult(out, run.step, run.best_file_loss, val_loss, final_train, seconds,
                            run_chars / max(seconds, 1e-9), stopped_early, history)
+
+
+def _to_stderr(kind: str, text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _judge(run: Run, val_loss: float | None, out: Path) -> bool:
+    """Keep the best checkpoint and count evaluations for patience; True: stop early.
+
+    The best checkpoint (OUT.best.npz) is the best of every evaluation, so it is never worse
+    than the last one reported. Patience counts only evaluations on the eval_every grid: a
+    run's last step or time limit may fall off the grid, and a resumed run must decide as the
+    uninterrupted one would.
+    """
+    training = run.config.training
+    if val_loss is None:
+        return False
+    if run.step % training.eval_every == 0:
+        if run.best_val_loss is None or val_loss < run.best_val_loss:
+            run.best_val_loss = val_loss
+            run.evals_since_best = 0
+        else:
+            run.evals_since_best += 1
+    if run.best_file_loss is None or val_loss < run.best_file_loss:
+        run.best_file_loss = val_loss
+        save_checkpoint(best_path(out), run.checkpoint())  # its meta is this moment's
+    return bool(training.patience) and run.evals_since_best >= training.patience
+
+
+def start_line(run: Run, threads, out: Path) -> str:
+    """What the run is: corpus, mode, size, model, parameters, threads, output."""
+    corpus, spec = run.corpus, run.model.spec
+    characters = len(corpus.train.tokens) + (0 if corpus.val is None
+                                             else len(corpus.val.tokens))
+    parameters = sum(value.size for value in run.params.values())
+    begun = f"resuming at step {run.step}; " if run.step else ""
+    return (f"{begun}corpus {run.config.data.corpus} ({corpus.mode} mode, {characters:,} "
+            f"characters, vocabulary {len(corpus.vocab)}); model {spec.describe()}, "
+            f"{parameters:,} parameters, {spec.dtype}; {threads.describe()}; writing {out}")
+
+
+def progress_line(record: dict, training, elapsed: float, steps_done: int) -> str:
+    """One plain line per evaluation, for logs and pipes where a bar cannot redraw."""
+    val = "-" if record["val_loss"] is None else f"{record['val_loss']:.4f}"
+    left = elapsed / max(steps_done, 1) * (training.steps - record["step"])
+    if training.time_limit > 0:
+        left = min(left, max(training.time_limit - elapsed, 0.0))
+    return (f"step {record['step']}/{training.steps}: train {record['train_loss']:.4f}, "
+            f"val {val} nats/char; {record['chars_per_sec']:,.0f} chars/s; "
+            f"{_duration(left)} left")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def _new_window() -> dict:
@@ -492,7 +584,7 @@ def _metrics(run: Run, window: dict, val_loss: float | None) -> dict:
         "train_bpc": train_loss / LN2,
         "val_loss": val_loss,
         "val_bpc": None if val_loss is None else val_loss / LN2,
-        "lr": run.optimizer.lr,
+        "lr": run.optimizer.rate,
         "grad_norm": window["norm"] / max(window["steps"], 1),
         "clip_fraction": window["clip"] / max(window["steps"], 1),
         **sigma_max_W_hh(run.model),

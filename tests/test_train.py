@@ -26,6 +26,33 @@ def test_training_on_names_lowers_validation_loss_below_a_bound(names_file, tmp_
     assert result.best_val_loss < 2.45, result.history
     saved = load_checkpoint(best_path(config.training.out))
     assert saved.meta["best_val_loss"] == pytest.approx(result.best_val_loss)
+    assert result.best_val_loss <= min(record["val_loss"] for record in result.history)
+
+
+def test_best_checkpoint_is_never_worse_than_the_last_evaluation(names_file, tmp_path):
+    """A run shorter than eval_every still gets a best checkpoint, from its last evaluation
+    (off the grid), and the summary's best is what that file holds."""
+    config = tiny_config(names_file, tmp_path / "short.npz", steps=7, eval_every=100)
+    result = train(config, progress=False, report=quiet)
+    saved = load_checkpoint(best_path(config.training.out))
+    assert saved.step == 7 and result.best_val_loss == result.final_val_loss
+    assert saved.meta["best_file_loss"] == result.best_val_loss
+    assert saved.meta["best_val_loss"] is None  # off the grid: patience has seen nothing yet
+
+
+def test_changing_eval_every_does_not_change_the_trained_weights(names_file, tmp_path):
+    """With lr_decay_every set, how often you evaluate does not move the schedule."""
+    weights = []
+    for eval_every in (5, 20):
+        config = tiny_config(names_file, tmp_path / f"e{eval_every}.npz", steps=20,
+                             eval_every=eval_every, lr_decay=0.5, lr_decay_every=10)
+        train(config, progress=False, report=quiet)
+        weights.append(load_checkpoint(config.training.out).params["l0.W_hh"])
+    np.testing.assert_array_equal(weights[0], weights[1])
+    unset = tiny_config(names_file, tmp_path / "old.npz", steps=20, eval_every=5,
+                        lr_decay=0.5)  # the first release's meaning: decay every eval_every
+    result = train(unset, progress=False, report=quiet)
+    assert [round(r["lr"] / 0.01, 6) for r in result.history] == [1.0, 0.5, 0.25, 0.125]
 
 
 def test_same_config_and_seed_give_bit_identical_checkpoints(names_file, tmp_path):
@@ -99,7 +126,7 @@ def test_patience_stops_when_validation_stops_improving(names_file, tmp_path, mo
     messages = []
     result = train(config, progress=False, report=lambda kind, text: messages.append(text))
     assert result.stopped_early and result.step == 10  # 2.5, 2.1, 2.2 none below 2.0
-    assert result.best_val_loss == 2.0 and "stopping early at step 10" in messages[-1]
+    assert result.best_val_loss == 2.0 and "stopped early at step 10 of 1000" in messages[-1]
     assert load_checkpoint(config.training.out).step == 10
 
 

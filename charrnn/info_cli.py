@@ -1,0 +1,76 @@
+"""`charrnn info`: what a checkpoint holds, without loading more than its small records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from charrnn.checkpoint import Checkpoint, load_checkpoint
+from charrnn.cli_support import friendly_errors
+
+
+def checkpoint_info(path: Path, saved: Checkpoint) -> dict:
+    """The facts `charrnn info` prints, as one JSON-ready dict."""
+    spec, meta = saved.spec, saved.meta
+    return {
+        "checkpoint": str(path),
+        "format_version": saved.version,
+        "cell": spec.cell,
+        "num_layers": spec.num_layers,
+        "hidden_size": spec.hidden_size,
+        "activation": spec.activation if spec.cell == "rnn" else None,
+        "dropout": spec.dropout,
+        "dtype": spec.dtype,
+        "parameters": int(sum(value.size for value in saved.params.values())),
+        "vocab_size": len(saved.vocab),
+        "vocabulary": saved.vocab.decode(range(len(saved.vocab))),
+        "data_mode": saved.config.data.mode,
+        "corpus": saved.config.data.corpus,
+        "corpus_fingerprint": meta.get("corpus_fingerprint"),
+        "step": saved.step,
+        "steps": saved.config.training.steps,
+        "chars_seen": int(meta.get("chars_seen", 0)),
+        "best_val_loss": meta.get("best_file_loss", meta.get("best_val_loss")),
+        "optimizer": saved.config.training.optimizer,
+        "config": saved.config.to_dict(),
+    }
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@friendly_errors
+def info(checkpoint, as_json):
+    """What CHECKPOINT is: model, vocabulary, progress, corpus and config."""
+    path = Path(checkpoint)
+    facts = checkpoint_info(path, load_checkpoint(path))
+    if as_json:
+        click.echo(json.dumps(facts))
+        return
+    best = facts["best_val_loss"]
+    kind = (f"{facts['cell']} ({facts['activation']})" if facts["activation"]
+            else facts["cell"])
+    click.echo(f"checkpoint {path} (format version {facts['format_version']})")
+    click.echo(f"  model       {kind}, {facts['num_layers']} layer(s) of {facts['hidden_size']}, "
+               f"dropout {facts['dropout']:g}, {facts['dtype']}, {facts['parameters']:,} "
+               f"parameters")
+    click.echo(f"  vocabulary  {facts['vocab_size']} characters: {facts['vocabulary']!r}")
+    click.echo(f"  progress    step {facts['step']} of {facts['steps']}, "
+               f"{facts['chars_seen']:,} characters seen, best validation "
+               f"{'-' if best is None else f'{best:.4f} nats/char'}")
+    fingerprint = facts["corpus_fingerprint"]
+    click.echo(f"  corpus      {facts['corpus']} ({facts['data_mode']} mode"
+               f"{'' if not fingerprint else f'; fingerprint {fingerprint}'})")
+    click.echo("  config:")
+    click.echo("\n".join("    " + line for line in saved_yaml(facts).splitlines()))
+
+
+def saved_yaml(facts: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(facts["config"], sort_keys=False)
+
+
+COMMANDS = [info]

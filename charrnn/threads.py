@@ -1,0 +1,71 @@
+"""The thread policy: how many BLAS threads a run's matrix products use.
+
+OpenBLAS starts one thread per core and uses them all for every product, however small. For
+charrnn's small models that buys nothing on a quiet machine and costs a great deal on a busy one
+(a thread that waits for a core stalls every product), so `auto` picks one thread unless a step's
+recurrent product is large enough for a second core to pay (CROSSOVER, measured by
+benchmarks/bench_threads.py on the project's machine; see docs/benchmarks.md). A user's explicit
+OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS always wins over `auto`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+from charrnn.errors import CharRNNError
+
+ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# multiply-adds of one time step's recurrent product, B x H x (G * H), from which a second thread
+# pays for itself (below it, 2 threads were no faster than 1 on the project's machine)
+CROSSOVER = 8_000_000
+MAX_AUTO_THREADS = 8  # beyond this the recurrence's products are too small to keep threads fed
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    threads: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.threads} BLAS thread{'s' if self.threads != 1 else ''} ({self.reason})"
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def choose_threads(setting, batch_size: int, hidden_size: int, gates: int,
+                   environ=None, cores: int | None = None) -> ThreadChoice:
+    """The number of BLAS threads for a run, and why."""
+    if setting != "auto":
+        return ThreadChoice(int(setting), "training.threads")
+    environ = os.environ if environ is None else environ
+    for name in ENVIRONMENT:
+        value = environ.get(name, "").strip()
+        if value:
+            try:
+                count = int(value)
+            except ValueError:
+                raise CharRNNError(f"{name}={value!r} is not a whole number; unset it or set "
+                                   f"it to a thread count") from None
+            if count >= 1:
+                return ThreadChoice(count, f"from {name}")
+    cores = available_cores() if cores is None else cores
+    work = batch_size * hidden_size * gates * hidden_size
+    if work < CROSSOVER or cores < 2:
+        return ThreadChoice(1, "auto: small matrices, a second thread does not pay")
+    return ThreadChoice(min(cores, MAX_AUTO_THREADS), "auto: large matrices")
+
+
+@contextlib.contextmanager
+def blas_threads(count: int):
+    """Limit BLAS to count threads inside the block (threadpoolctl), restoring them after."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=count, user_api="blas"):
+        yield
