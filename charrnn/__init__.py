@@ -19,7 +19,7 @@ from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_split, evaluate_text
 from charrnn.model import Model, ModelSpec
 from charrnn.sample import sample_names, sample_text
-from charrnn.train import Run, start_run
+from charrnn.train import Run, Trainer, start_run
 from charrnn.vocab import Vocabulary
 
 try:
@@ -29,4 +29,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree no
 
 __all__ = ["CharRNNError", "Checkpoint", "Config", "Model", "ModelSpec", "Run", "Vocabulary",
            "__version__", "evaluate_split", "evaluate_text", "load_checkpoint", "load_config",
-           "sample_names", "sample_text", "save_checkpoint", "start_run"]
+           "sample_names", "sample_text", "save_checkpoint", "start_run", "Trainer"]

@@ -2,10 +2,10 @@
 
 The file is decoded in chunks (an incremental decoder, so memory does not grow with the corpus),
 twice: the first pass collects the vocabulary, the second writes each chunk's indices into a
-`.npy` file beside the corpus, e.g. `corpora/.shakespeare.txt.charrnn-<key>.npy`, which training
-then reads memory-mapped. The key covers the file's size and modification time, the encoding,
-the data mode and the vocabulary, so an edited corpus is encoded anew; a second run starts
-without decoding anything.
+`.npy` file in the per-user cache folder (cache_directory(): ~/.cache/charrnn by default, never
+beside the user's files), which training then reads memory-mapped. The key covers the file's
+size and modification time, the encoding and the data mode, so an edited corpus is encoded anew
+(and its stale encodings pruned); a second run starts without decoding anything.
 """
 
 from __future__ import annotations
@@ -93,16 +93,33 @@ def text_chunks(path: Path, encoding: str, errors: str, lines: bool,
                 return
 
 
+def cache_directory() -> Path:
+    """Per-user cache folder: $CHARRNN_CACHE_DIR, else $XDG_CACHE_HOME/charrnn, else
+    ~/.cache/charrnn. Deleting it is always safe (`rm -r ~/.cache/charrnn`)."""
+    explicit = os.environ.get("CHARRNN_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "charrnn"
+
+
+def _corpus_prefix(path: Path) -> str:
+    """Names every cached encoding of one corpus file by its resolved path."""
+    where = hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{path.name[:40]}-{where[:16]}"
+
+
 def cache_path(path: Path, encoding: str, errors: str, mode: str) -> Path | None:
     """Where the corpus's own encoding is cached (None if the file cannot be looked at); the
-    vocabulary sits beside it with the suffix .vocab.npy."""
+    vocabulary sits beside it with the suffix .vocab.npy. The key covers the file's size and
+    modification time, so an edited corpus gets a new entry (and the old one is pruned)."""
     try:
         stat = path.stat()
     except (OSError, ValueError):
         return None
     key = hashlib.sha256(repr((CACHE_VERSION, stat.st_size, stat.st_mtime_ns, encoding, errors,
                                mode)).encode())
-    return path.with_name(f".{path.name}.charrnn-{key.hexdigest()[:16]}.npy")
+    return cache_directory() / f"{_corpus_prefix(path)}.{key.hexdigest()[:16]}.npy"
 
 
 def _vocab_path(cached: Path) -> Path:
@@ -122,6 +139,8 @@ def encode_file(path: str | Path, mode: str, vocab: Vocabulary | None = None,
     own = _read_cache(cached)
     if own is None:
         own = _encode(path, mode, encoding, errors, cached, where)
+        if cached is not None and cached.exists():
+            clear_cache(path, keep=cached)  # an edited corpus leaves no stale encodings
     own_vocab, tokens = own
     if vocab is None or vocab == own_vocab:
         return own_vocab, tokens
@@ -180,6 +199,7 @@ def _write_indices(chunks: Iterator[str], vocab: Vocabulary, length: int,
     if cached is not None:
         temporary = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
         try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
             tokens = np.lib.format.open_memmap(temporary, mode="w+", dtype=vocab.dtype,
                                                shape=(length,))
         except OSError:  # a read-only directory: no cache, encode in memory
@@ -209,11 +229,16 @@ def _small_in_memory(tokens: np.ndarray) -> np.ndarray:
     return np.array(tokens) if tokens.nbytes <= IN_MEMORY_BYTES else tokens
 
 
-def clear_cache(path: str | Path) -> list[Path]:
-    """Remove every cached encoding of the corpus at path; return what was removed."""
+def clear_cache(path: str | Path, keep: Path | None = None) -> list[Path]:
+    """Remove every cached encoding of the corpus at path (but keep's); return what was removed."""
     path = Path(path)
     removed = []
-    for stale in path.parent.glob(f".{glob_escape(path.name)}.charrnn-*.npy*"):
+    folder = cache_directory()
+    if not folder.is_dir():
+        return removed
+    for stale in folder.glob(f"{glob_escape(_corpus_prefix(path))}.*.npy"):
+        if keep is not None and stale.name in (keep.name, _vocab_path(keep).name):
+            continue
         stale.unlink(missing_ok=True)
         removed.append(stale)
     return removed

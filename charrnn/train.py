@@ -178,6 +178,7 @@ class Run:
         training = config.training
         dtype = config.model.dtype
         spec = ModelSpec.from_config(config.model, len(corpus.vocab))
+        Model(spec, params)  # refuses missing, unexpected or misshapen parameters by name
         self.layout = Layout(param_shapes(spec))
         self.flat_params = self.layout.flatten(params, dtype=dtype)
         self._params = ParamViews(self.layout.views(self.flat_params))
@@ -331,8 +332,12 @@ def _check_memory(config: Config, corpus: Corpus) -> None:
 
 
 def start_run(config: Config, resume: str | Path | None = None,
-              init_from: str | Path | None = None) -> Run:
-    """A fresh run, one resumed from a checkpoint, or one whose weights come from a checkpoint."""
+              init_from: str | Path | None = None, params: dict | None = None) -> Run:
+    """A fresh run, one resumed from a checkpoint, one whose weights come from a checkpoint, or
+    one that starts from weights in memory (params, named and shaped as the config's model on
+    the corpus's vocabulary needs: see charrnn.model.param_shapes)."""
+    if params is not None:
+        return Run(config, _load_for(config), params)
     if resume is not None:
         saved = load_checkpoint(resume)
         if saved.config.model != config.model:
@@ -357,6 +362,37 @@ def start_run(config: Config, resume: str | Path | None = None,
     spec = ModelSpec.from_config(config.model, len(corpus.vocab))
     model = Model.init(spec, np.random.default_rng(config.training.seed))
     return Run(config, corpus, model.params)
+
+
+class Trainer:
+    """Training one step at a time, for a notebook: no files are written unless you save().
+
+        trainer = Trainer(load_config("names", ["model.hidden_size=32"]))
+        for _ in range(100):
+            loss = trainer.step()          # nats/char of this step's batch
+        trainer.evaluate()                 # nats/char on the validation split
+        trainer.model                      # the Model being trained (its params are live)
+    """
+
+    def __init__(self, config: Config, params: dict | None = None):
+        self.run = start_run(config, params=params)
+        self.losses: list[float] = []
+
+    @property
+    def model(self) -> Model:
+        return self.run.model
+
+    def step(self) -> float:
+        nll_sum, count, _, _ = self.run.train_step()
+        self.losses.append(nll_sum / max(count, 1))
+        return self.losses[-1]
+
+    def evaluate(self) -> float | None:
+        return self.run.evaluate(None)
+
+    def save(self, path: str | Path) -> Path:
+        save_checkpoint(path, self.run.checkpoint())
+        return Path(path)
 
 
 def _trim_log(path: Path, step: int, log_format: str) -> None:

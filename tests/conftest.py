@@ -9,6 +9,15 @@ import pytest
 from charrnn.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Corpus caches go to a folder of this test session, never the user's or the source tree
+    (subprocesses inherit it)."""
+    import os
+    import tempfile
+
+    os.environ["CHARRNN_CACHE_DIR"] = tempfile.mkdtemp(prefix="charrnn-test-cache-")
 NAMES = REPO / "corpora" / "names.txt"
 SHAKESPEARE = REPO / "corpora" / "shakespeare.txt"
 

@@ -44,7 +44,8 @@ def test_second_load_reads_the_cache_memory_mapped_and_an_edit_invalidates_it(tm
     path.write_text("to be or not to be\n" * 50, encoding="utf-8")
     first = load_corpus(path, "stream", 0.1, 0)
     cached = cache_path(path, "utf-8", "strict", "stream")
-    assert cached.exists() and cached.name.startswith(".c.txt.charrnn-")
+    assert cached.exists() and cached.name.startswith("c.txt-")
+    assert cached.parent == corpus_cache.cache_directory() and not list(tmp_path.glob(".*npy"))
     monkeypatch.setattr(corpus_cache, "IN_MEMORY_BYTES", 0)  # map even this small corpus
     monkeypatch.setattr(corpus_cache, "text_chunks", None)  # a cache hit decodes nothing
     second = load_corpus(path, "stream", 0.1, 0)
@@ -55,7 +56,8 @@ def test_second_load_reads_the_cache_memory_mapped_and_an_edit_invalidates_it(tm
     third = load_corpus(path, "stream", 0.1, 0)
     assert third.vocab != first.vocab
     assert third.vocab.decode(third.train.tokens[:9]) == "something"
-    assert len(clear_cache(path)) == 4  # two versions, each indices and vocabulary
+    assert not cached.exists()  # the edit's new encoding pruned the stale one
+    assert len(clear_cache(path)) == 2  # the current indices and vocabulary
 
 
 def test_uint8_indices_for_small_vocabularies_and_wider_for_large(tmp_path):
