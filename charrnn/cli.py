@@ -14,15 +14,24 @@ import numpy as np
 
 from charrnn.cells import CELLS
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
+from charrnn.cli_support import SEED, command_line_text, default_checkpoint, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
-from charrnn.corpus import normalise_lines, read_text
+from charrnn.config import config_path as config_file
+from charrnn.corpus import read_text
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_corpus_split, evaluate_text
 from charrnn.gradcheck import TOLERANCE, default_specs, run_gradcheck
 from charrnn.model import ModelSpec
-from charrnn.sample import sample_names, sample_text
-from charrnn.train import INIT_FROM_MAY_CHANGE, TrainingInterrupted
+from charrnn.safe_io import check_outputs, write_output
+from charrnn.sample import (
+    beam_names,
+    beam_text,
+    corpus_membership,
+    encode_prime,
+    sample_names,
+    sample_text,
+)
+from charrnn.train import INIT_FROM_MAY_CHANGE, TrainingInterrupted, run_outputs
 from charrnn.train import train as train_model
 
 
@@ -49,7 +58,7 @@ def main():
 @click.option("--corpus", help="text file to train on (data.corpus)")
 @click.option("--out", help="checkpoint to write (training.out); the best is *.best.npz")
 @click.option("--steps", type=int, help="the step count the run ends at (training.steps)")
-@click.option("--seed", type=int, help="random seed (training.seed)")
+@click.option("--seed", type=SEED, help="random seed (training.seed)")
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="continue a checkpoint's run (writes back to it unless --out is given)")
 @click.option("--init-from", type=click.Path(dir_okay=False),
@@ -94,6 +103,8 @@ def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, e
         config = load_config(config_path, [*settings, *overrides])
     if init_from:
         config = _init_from_config(config, init_from, overrides)
+    if not resume:  # the config file is an input too: no output may be written over it
+        check_outputs({"--config": config_file(config_path)}, run_outputs(config))
     try:
         result = train_model(config, resume=resume, init_from=init_from, progress=progress,
                              report=lambda kind, text: click.echo(text, err=True))
@@ -147,18 +158,30 @@ def _resumed_config(resume: str, overrides: list[str]):
 @click.option("--temperature", type=float, default=1.0, show_default=True,
               help="> 0; below 1 is more conservative, above 1 more surprising")
 @click.option("--top-k", type=click.IntRange(min=1), help="sample only among the k likeliest")
-@click.option("--greedy", is_flag=True, help="always take the likeliest character")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), metavar="P",
+              help="nucleus sampling: only among the smallest set of likeliest characters whose "
+              "probability reaches P (0 < P <= 1; applied after --top-k)")
+@click.option("--greedy", is_flag=True, help="always take the likeliest character (for text: "
+              "the same as --beam 1)")
+@click.option("--beam", type=click.IntRange(min=1), metavar="K",
+              help="beam search with K beams instead of sampling: the likeliest continuation of "
+              "--length characters, or the --num likeliest complete names (--num defaults to K "
+              "and may not exceed it)")
+@click.option("--beam-score", type=click.Choice(["total", "mean"]),
+              help="how --beam ranks complete names: total log-probability (the default; "
+              "favours short names) or mean log-probability per character, newline included")
 @click.option("--prime", default="", help="text to start from (names: their first letters)")
-@click.option("--seed", type=int, default=0, show_default=True, help="random seed")
-@click.option("--novel", is_flag=True, help="print only names that are not in the training "
-              "corpus")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="random seed")
+@click.option("--novel", is_flag=True, help="print only distinct names that are in neither "
+              "split of the training corpus; gives up (and says why) after 50 draws a name")
 @click.option("--max-length", type=click.IntRange(min=1), default=100, show_default=True,
               help="longest name to generate")
 @click.option("--output", type=click.Path(dir_okay=False), help="write to this file (UTF-8)")
 @friendly_errors
-def sample(checkpoint, num, length, temperature, top_k, greedy, prime, seed, novel, max_length,
-           output):
-    """Generate names (--num) or free text (--length) from a checkpoint."""
+def sample(checkpoint, num, length, temperature, top_k, top_p, greedy, beam, beam_score, prime,
+           seed, novel, max_length, output):
+    """Generate names (--num) or free text (--length) from a checkpoint: sampled, or the
+    likeliest that beam search (--beam K) finds."""
     if num is not None and length is not None:
         raise click.UsageError("--num and --length exclude each other: --num N prints N names, "
                                "--length N prints N characters of text")
@@ -167,56 +190,172 @@ def sample(checkpoint, num, length, temperature, top_k, greedy, prime, seed, nov
                                  param_hint="--temperature")
     if novel and length is not None:
         raise click.UsageError("--novel filters names (--num); it has no meaning with --length")
+    _refuse_conflicts(temperature, top_k, top_p, greedy, beam, beam_score, novel, num)
     prime = command_line_text(prime)
     path = Path(checkpoint) if checkpoint else default_checkpoint()
+    if output:  # before any work: never over the checkpoint, never replacing a device
+        check_outputs({"--checkpoint": path}, {"--output": output}, streams=True)
     saved = load_checkpoint(path)
+    if output:
+        check_outputs({"the training corpus": saved.config.data.corpus},
+                      {"--output": output}, streams=True)
+    encode_prime(saved.vocab, prime)  # characters outside the vocabulary: say the likely fix
     rng = np.random.default_rng(seed)
     mode = saved.config.data.mode
-    options = dict(temperature=temperature, top_k=top_k, greedy=greedy, prime=prime)
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+                   prime=prime)
     if length is None and (num is not None or mode == "lines"):
-        names = _names(saved, num or 20, rng, novel, max_length, options)
+        if "\n" in prime or "\r" in prime:  # the boundary: it would end the name early
+            raise click.BadParameter("holds a line break, but names are printed one a line; "
+                                     "give the first letters of one name (or --length N for "
+                                     "free text)", param_hint="--prime")
+        if beam:
+            names = _beam_names(saved, num or beam, beam, beam_score or "total", prime,
+                                max_length)
+        else:
+            names = _names(saved, num or 20, rng, novel, max_length, options)
         text = "\n".join(names) + "\n"
     else:
-        text = sample_text(saved.model, saved.vocab, 500 if length is None else length, rng,
-                           reset_at_boundary=mode == "lines", **options) + "\n"
+        if novel or beam_score:
+            raise click.UsageError(f"{'--novel' if novel else '--beam-score'} applies to names, "
+                                   f"and this stream-mode model writes text; give --num N for "
+                                   f"names")
+        length = 500 if length is None else length
+        if beam:
+            found = beam_text(saved.model, saved.vocab, length, beam, prime,
+                              reset_at_boundary=mode == "lines")
+            click.echo(f"beam search, {beam} beam(s): log-probability {found.log_prob:.3f} "
+                       f"nats over {length} characters", err=True)
+            text = found.text + "\n"
+        else:
+            text = sample_text(saved.model, saved.vocab, length, rng,
+                               reset_at_boundary=mode == "lines", **options) + "\n"
     if output:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as error:
-            raise CharRNNError(f"cannot write {output}: {error.strerror}") from None
+        write_output(output, text)
     else:
         sys.stdout.write(text)
 
 
-def _training_lines(saved) -> set[str] | None:
-    """The training corpus's lines, to tell new names from known ones (None if unreadable)."""
+def _refuse_conflicts(temperature, top_k, top_p, greedy, beam, beam_score, novel, num) -> None:
+    """Options that another one would silently override are a usage error."""
+    shaping = [flag for flag, given in (("--temperature", temperature != 1.0),
+                                        ("--top-k", top_k is not None),
+                                        ("--top-p", top_p is not None)) if given]
+    if greedy and beam:
+        raise click.UsageError("--greedy and --beam exclude each other (for text, --greedy is "
+                               "--beam 1)")
+    if greedy and shaping:
+        raise click.UsageError(f"--greedy always takes the likeliest character, so "
+                               f"{' and '.join(shaping)} would be ignored; drop one or the other")
+    if greedy and novel:
+        raise click.UsageError("--greedy draws the same name every time, so --novel could not "
+                               "find more than one; drop --greedy")
+    if beam and shaping:
+        raise click.UsageError(f"--beam searches for the likeliest output under the model's own "
+                               f"probabilities, so {' and '.join(shaping)} would be ignored; drop "
+                               f"one or the other")
+    if beam and novel:
+        raise click.UsageError("--novel draws names until N are new; --beam searches for the "
+                               "likeliest ones instead: use one or the other")
+    if beam_score and not beam:
+        raise click.UsageError("--beam-score ranks the names that --beam finds; give --beam K")
+    if beam and num is not None and num > beam:
+        raise click.UsageError(f"--num {num} needs --beam {num} or more: beam search returns the "
+                               f"best complete names among its {beam} beams")
+
+
+MAX_DRAWS_PER_NAME = 50  # --novel stops after this many draws for each name asked for
+
+
+def _training_lines(saved, names) -> dict[str, str] | None:
+    """Which of the names are lines of the training corpus, and in which split the trainer put
+    them ({name: "train" or "val"}); None when the corpus cannot be read."""
     data = saved.config.data
     try:
-        text = read_text(data.corpus, data.encoding, data.errors)
+        return corpus_membership(data.corpus, data.mode, data.val_fraction,
+                                 saved.config.training.seed, names, data.encoding, data.errors)
     except CharRNNError:
         return None
-    return set(normalise_lines(text).split("\n")) - {""}
+
+
+def _split_counts(names, where) -> str:
+    train = sum(where.get(name) == "train" for name in names)
+    val = sum(where.get(name) == "val" for name in names)
+    empty = sum(not name for name in names)
+    new = len(names) - train - val - empty
+    return (f"{train} in the training split, {val} in the validation split, {new} new"
+            + (f", {empty} empty" if empty else ""))
+
+
+def _report_names(saved, names, where, how="") -> None:
+    """makemore's summary, on stderr: how many names are in either split and how many are new."""
+    if where is None:
+        click.echo(f"{len(names)} names{how}; the training corpus {saved.config.data.corpus} "
+                   f"cannot be read here, so they are not compared with it", err=True)
+    else:
+        click.echo(f"{len(names)} names{how}: {_split_counts(names, where)}", err=True)
 
 
 def _names(saved, num, rng, novel, max_length, options) -> list[str]:
-    known = _training_lines(saved)
-    if novel and known is None:
-        raise CharRNNError(f"--novel needs the training corpus {saved.config.data.corpus}, which "
-                           f"cannot be read; run from the directory you trained in")
-    names: list[str] = []
+    if novel:
+        return _novel_names(saved, num, rng, max_length, options)
+    names = sample_names(saved.model, saved.vocab, num, rng, max_length=max_length, **options)
+    _report_names(saved, names, _training_lines(saved, set(names)))
+    return names
+
+
+def _novel_names(saved, num, rng, max_length, options) -> list[str]:
+    """num distinct non-empty names in neither split of the training corpus, drawn in rounds
+    that grow (one pass over the corpus a round), at most MAX_DRAWS_PER_NAME * num draws."""
+    limit = MAX_DRAWS_PER_NAME * num
+    found: list[str] = []
+    seen: set[str] = set()
+    skipped = {"train": 0, "val": 0, "repeat": 0, "empty": 0}
     drawn = 0
-    for _ in range(50):
-        batch = sample_names(saved.model, saved.vocab, num, rng, max_length=max_length,
+    while len(found) < num and drawn < limit:
+        size = min(limit - drawn, max(2 * (num - len(found)), drawn))
+        batch = sample_names(saved.model, saved.vocab, size, rng, max_length=max_length,
                              **options)
-        drawn += len(batch)
-        names += [name for name in batch if not (novel and (name in known or not name))]
-        if len(names) >= num:
-            break
-    names = names[:num]
-    if known is not None:
-        new = sum(bool(name) and name not in known for name in names)
-        click.echo(f"{len(names)} names: {new} new, {len(names) - new} in the training corpus"
-                   + (f" ({drawn} drawn)" if novel else ""), err=True)
+        drawn += size
+        where = _training_lines(saved, set(batch))
+        if where is None:
+            raise CharRNNError(f"--novel needs the training corpus {saved.config.data.corpus}, "
+                               f"which cannot be read; run from the directory you trained in")
+        for name in batch:
+            kind = "empty" if not name else where.get(name) or (
+                "repeat" if name in seen else None)
+            if kind:
+                skipped[kind] += 1
+            else:
+                seen.add(name)
+                found.append(name)
+    names = found[:num]
+    details = (f"{skipped['train']} in the training split, {skipped['val']} in the validation "
+               f"split, {skipped['repeat']} repeats, {skipped['empty']} empty")
+    if len(names) == num:
+        click.echo(f"{num} names, all new and distinct ({drawn} drawn; left out: {details})",
+                   err=True)
+        return names
+    known, repeats = skipped["train"] + skipped["val"], skipped["repeat"]
+    why = ("the model mostly reproduces its training names: raise --temperature or sample an "
+           "earlier checkpoint" if known >= max(repeats, skipped["empty"]) else
+           "the model keeps drawing the same few names: raise --temperature, loosen --top-k or "
+           "--top-p, or shorten --prime" if repeats >= skipped["empty"] else
+           "the model mostly ends a name at once")
+    click.echo(f"--novel found only {len(names)} of {num} new distinct names: it stopped after "
+               f"{drawn} draws, the limit of {MAX_DRAWS_PER_NAME} a name asked for (left out: "
+               f"{details}); {why}", err=True)
+    return names
+
+
+def _beam_names(saved, num, beam, score, prime, max_length) -> list[str]:
+    found = beam_names(saved.model, saved.vocab, num, beam, prime, max_length, score)
+    names = [result.text for result in found]
+    _report_names(saved, names, _training_lines(saved, set(names)),
+                  f" by beam search ({beam} beams, ranked by {score} log-probability)")
+    if len(names) < num:
+        click.echo(f"beam search found only {len(names)} complete names of at most "
+                   f"{max_length} characters (--max-length)", err=True)
     return names
 
 
@@ -226,7 +365,7 @@ def _names(saved, num, rng, novel, max_length, options) -> list[str]:
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="check the gradient at this checkpoint's weights (in float64)")
 @click.option("--cell", type=click.Choice(sorted(CELLS)), help="check only this cell")
-@click.option("--seed", type=int, default=0, show_default=True, help="random seed")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="random seed")
 @friendly_errors
 def gradcheck(config_path, checkpoint, cell, seed):
     """Compare every analytic gradient with centred finite differences, in float64."""
