@@ -1,105 +1,145 @@
 """Where the gradient dies: backpropagation through time taken apart, one loss step at a time.
 
 For one chunk x_0..x_{T-1} with targets y_0..y_{T-1}, the loss is L = sum_t L_t with
-L_t = -log p_t[y_t]. Backpropagating L_t alone (model.py's backward, restricted to one loss):
-    dL_t/dh_t     = W_hy^T do_t                             the loss reaches h_t directly
-    dL_t/dh_{k-1} = W_hh^T (f'(a_k) * dL_t/dh_k)            for k <= t; nothing reaches k > t
-so the gradient that L_t sends back to step k is multiplied by t - k factors W_hh^T diag(f'(a_j)),
-and it shrinks or grows geometrically with the singular values of W_hh and with how saturated f is.
+L_t = -log p_t[y_t]. Backpropagating L_t alone through any cell (charrnn.model's backward,
+restricted to one loss) reaches the recurrent state s_k = (h_k, and c_k for the LSTM) of every
+step k <= t and nothing later. For the vanilla RNN one step back is
+    dL_t/dh_{k-1} = W_hh^T (f'(a_k) * dL_t/dh_k)
+so the gradient L_t sends back to step k is multiplied by t - k factors W_hh^T diag(f'(a_j)), and
+it shrinks or grows geometrically with the singular values of W_hh and with how saturated f is.
+The LSTM adds a second path, through its cell state, that multiplies by the forget gate alone:
+    dL_t/dc_{k-1} = f_k * dL_t/dc_k + (what reaches c_{k-1} through h_{k-1})
+so where f stays near 1 the gradient survives many steps (the seeds' "cure"). The GRU's
+h_t = n + z * (h_{t-1} - n) has the same kind of direct path, weighted by the update gate z.
+
+The loss steps ride the batch axis: the chunk is copied into T columns, column t keeps only
+loss t (an identity mask), and one backward pass with keep_state_grads returns
+state_grads[layer][i][k, t] = dL_t/dstate_k for every layer, state, k and t at once.
 
 The input weights' gradient splits into one component per loss step t and input step k <= t:
-    dL/dW_xh = sum_t sum_{k<=t} da_k^(t) x_k^T,       da_k^(t) = f'(a_k) * dL_t/dh_k
-and since x_k is one-hot, component (t, k) has the norm ||da_k^(t)||: how much input k moves the
-weights to lower loss t. These components must add up to the trainer's dW_xh exactly.
+    dL/dW_xh = sum_t sum_{k<=t} dxw_k^(t) x_k^T,       dxw_k^(t) = dL_t/dxw_k
+(xw_k = W_xh x_k + b_h is layer 0's input projection, G*H wide for a cell of G gates), and since
+x_k is one-hot, component (t, k) has the norm ||dxw_k^(t)||: how much input k moves the weights
+to lower loss t. These components must add up to the trainer's gradient of l0.W_xh exactly.
 
 The impulse response shows the same thing forward: the scalar recurrence h_t = w h_{t-1} + x_t
 answers x = (1, 0, 0, ...) with h_t = w^t, and the trained model's counterpart is the Jacobian
-dh_t/dh_0 = prod_j diag(f'(a_j)) W_hh along the chunk.
+dh_t/dh_0 of layer 0 along the chunk: for the RNN the exact product prod_j diag(f'(a_j)) W_hh,
+for the gated cells central differences in float64 (see state_gains_by_differences).
 
-Everything here is plain NumPy in float64, usable from a notebook: `analyse_chunk` and
-`impulse_response` return dataclasses whose `to_dict()` is the JSON that `charrnn gradflow` prints.
+Everything here is plain NumPy in float64 and without dropout (the model as evaluated), usable
+from a notebook: `analyse_chunk` and `impulse_response` return dataclasses whose `to_dict()` is
+the JSON that `charrnn gradflow` prints; `compare_curves` lines several models up.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
+from charrnn.cells.rnn import activation_derivative
 from charrnn.errors import CharRNNError
 from charrnn.model import (
-    activation_derivative,
-    loss_and_grads,
-    rnn_forward,
+    Forward,
+    Model,
     scatter_rows,
     softmax_loss_backward,
     softmax_loss_forward,
 )
 
 SATURATION = 0.95  # |h| above this: tanh'(a) = 1 - h^2 < 0.1, the unit passes little gradient
+NEAR_ONE = 0.9  # a gate above this lets most of the gradient through its direct path
 SUM_TOLERANCE = 1e-10  # components vs the trainer's gradient, relative to its largest entry
 VANISHED = 1e-3  # "the gradient has died": below this fraction of its size at lag 0
 IMPULSE_WEIGHTS = (-0.9, 1.1)  # one decaying (and alternating), one exploding recurrence
-MAX_WORK_BYTES = 2**30  # the (T, T, H) arrays of per-loss gradients must fit in this
+DIFFERENCE_STEP = 1e-5  # central differences on the state: error ~ 1e-10 relative, in float64
+MAX_WORK_BYTES = 2**30  # the per-loss forward and backward over T copies must fit in this
+# the gates of each cell along its G*H axis (charrnn.cells), for reporting W_hh block by block
+GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
 
-# --- the forward pass over one chunk -----------------------------------------------------------
+# --- the model as gradflow analyses it ---------------------------------------------------------
 
-def as_float64(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The analysis runs in float64 whatever the checkpoint's dtype, so 1e-10 checks mean it."""
-    return {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
+def analysis_model(model: Model) -> Model:
+    """The same weights in float64 and with dropout off: the model as evaluated, and 1e-10
+    checks that mean something whatever dtype it was trained in."""
+    spec = replace(model.spec, dtype="float64", dropout=0.0)
+    return Model(spec, {name: np.asarray(value, dtype=np.float64)
+                        for name, value in model.params.items()})
 
 
-def chunk_forward(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, h0: np.ndarray,
-                  activation: str = "tanh"):
-    """Forward one sequence (B = 1) and the loss's direct gradients.
+def initial_state(model: Model, state0=None, batch: int = 1) -> tuple:
+    """state0 (per layer, a tuple of (H,) or (1, H) arrays; None: zeros) copied into batch rows."""
+    if state0 is None:
+        return model.zero_state(batch)
+    H = model.spec.hidden_size
+    return tuple(tuple(np.repeat(np.asarray(a, dtype=np.float64).reshape(1, H), batch, axis=0)
+                       for a in layer) for layer in state0)
 
-    x, y: (T,) indices; h0: (H,). Returns h (T, H), the losses L_t (T,) in nats,
-    dh_out (T, H) = W_hy^T do_t (what L_t sends to h_t directly) and rnn_forward's cache.
-    """
-    h, rnn_cache = rnn_forward(x[:, None], h0[None, :], params["W_xh"], params["W_hh"],
-                               params["b_h"], activation)
-    _, _, out_cache = softmax_loss_forward(h, y[:, None], None, params["W_hy"], params["b_y"])
-    p = out_cache[3]  # (T, V) probabilities
-    losses = -np.log(p[np.arange(len(y)), y])
-    dh_out, _, _ = softmax_loss_backward(1.0, out_cache)
-    return h[:, 0], losses, dh_out[:, 0], rnn_cache
+
+def check_work_size(length: int, model: Model) -> None:
+    """Refuse a chunk whose T copies would not fit in MAX_WORK_BYTES (a rough upper count)."""
+    spec = model.spec
+    per_pair = 8 * (spec.num_layers * (3 * model.cell.gates + 8) * spec.hidden_size
+                    + 3 * spec.vocab_size)
+    need = length * length * per_pair
+    if need > MAX_WORK_BYTES:
+        most = int(math.sqrt(MAX_WORK_BYTES / per_pair))
+        raise CharRNNError(f"--length {length} with this model ({spec.describe()}) needs about "
+                           f"{need / 2**30:.1f} GiB for the per-loss gradients; use --length "
+                           f"{most} or less")
 
 
 # --- backward, one loss step at a time ---------------------------------------------------------
 
-def per_loss_backward(dh_out: np.ndarray, cache):
-    """dL_t/dh_k for every loss step t and step k <= t, and dL_t/dh_{-1} (the initial state).
+class PerLoss(NamedTuple):
+    """Every loss step's gradient, kept apart (steps and losses numbered 0..T-1)."""
 
-    dh_out: (T, H), row t = W_hy^T do_t; cache: rnn_forward's for one sequence (B = 1).
-    Returns dh (T, T, H) indexed [k, t], zero where k > t, and dh0 (T, H) indexed [t].
-    The loss steps ride along the batch axis: one backward pass carries all T losses' gradients,
-    each entering at its own step, where model.rnn_backward carries their sum.
+    losses: np.ndarray  # (T,) L_t in nats
+    state_grads: list  # [layer][state] (T, T, H) indexed [k, t]: dL_t/dstate_k, 0 where k > t
+    dstate0: tuple  # [layer][state] (T, H) indexed [t]: dL_t/dstate_{-1} (the initial state)
+    dxw0: np.ndarray  # (T, T, G*H) indexed [k, t]: dL_t/dxw_k of layer 0
+    forward: Forward  # the forward over the T copies (all columns equal)
+
+
+def per_loss_backward(model: Model, x: np.ndarray, y: np.ndarray, state0=None) -> PerLoss:
+    """dL_t/dstate_k for every loss t, layer, state and step k, in one batched backward pass.
+
+    x, y: (T,) indices; state0 as initial_state takes it. The chunk is copied into T columns
+    (batch rows); the identity mask keeps loss t in column t only, so the backward carries each
+    loss's gradient on its own, where the trainer carries their sum.
     """
-    h, W_hh, activation = cache.h, cache.W_hh, cache.activation
-    df = activation_derivative(h[:, 0], activation)  # (T, H) f'(a_k)
-    T, H = df.shape
-    dh = np.zeros((T, T, H), dtype=df.dtype)
+    model = analysis_model(model)
+    x, y = np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)
+    T = len(x)
+    model.check_inputs(x[:, None], y[:, None], initial_state(model, state0))
+    check_work_size(T, model)
+    copies_x = np.repeat(x[:, None], T, axis=1)
+    copies_y = np.repeat(y[:, None], T, axis=1)
+    fwd = model.forward(copies_x, initial_state(model, state0, T))  # no dropout_rng: no dropout
+    _, _, cache = softmax_loss_forward(fwd.h_top, copies_y, np.eye(T, dtype=bool),
+                                       model.params["W_hy"], model.params["b_y"])
+    p = cache[3]  # (T * T, V) probabilities, row t * T + column; backward overwrites them
     steps = np.arange(T)
-    dh[steps, steps] = dh_out  # dL_t/dh_t = W_hy^T do_t
-    for k in range(T - 1, 0, -1):
-        # dL_t/dh_{k-1} = W_hh^T (f'(a_k) * dL_t/dh_k), for the losses t >= k that reach step k
-        dh[k - 1, k:] = (df[k] * dh[k, k:]) @ W_hh
-    dh0 = (df[0] * dh[0]) @ W_hh
-    return dh, dh0
+    with np.errstate(divide="ignore"):
+        losses = -np.log(p[steps * T + steps, y])
+    dh_top, _, _ = softmax_loss_backward(1.0, cache)
+    _, dstate0, state_grads, dxw0 = model.backward(dh_top, fwd, keep_state_grads=True)
+    return PerLoss(losses, list(state_grads), dstate0, dxw0, fwd)
 
 
-def xh_components(dh: np.ndarray, df: np.ndarray, x: np.ndarray, vocab_size: int):
+def xh_components(dxw0: np.ndarray, x: np.ndarray, vocab_size: int):
     """Norms of dL/dW_xh's components by loss step t and input step k, and their sum.
 
-    dh: (T, T, H) [k, t] from per_loss_backward; df: (T, H) f'(a_k); x: (T,) inputs.
-    Component (t, k) is da_k^(t) x_k^T with x_k one-hot, so its norm is ||da_k^(t)|| and the sum
-    puts each da into column x_k of W_xh. Returns norms (T, T) indexed [t, k] and the sum (H, V).
+    dxw0: (T, T, G*H) [k, t] from per_loss_backward; x: (T,) inputs. Component (t, k) is
+    dxw_k^(t) x_k^T with x_k one-hot, so its norm is ||dxw_k^(t)|| and the sum puts each dxw into
+    column x_k of W_xh. Returns norms (T, T) indexed [t, k] and the sum (G*H, V).
     """
-    da = df[:, None, :] * dh  # da_k^(t) = f'(a_k) * dL_t/dh_k, (k, t, H)
-    norms = np.sqrt(np.einsum("kth,kth->tk", da, da))
-    total = scatter_rows(x, da.sum(axis=1), vocab_size).T  # dW_xh[:, x_k] += sum_t da_k^(t)
+    norms = np.sqrt(np.einsum("ktg,ktg->tk", dxw0, dxw0))
+    total = scatter_rows(np.asarray(x), dxw0.sum(axis=1), vocab_size).T
     return norms, total
 
 
@@ -138,22 +178,93 @@ def saturation_fraction(h: np.ndarray, activation: str) -> float | None:
     return float(np.mean(np.abs(h) > SATURATION)) if activation == "tanh" else None
 
 
+def gate_summary(values: np.ndarray) -> dict:
+    """A gate's values (T, H) along the chunk: mean, share above NEAR_ONE, geometric mean (the
+    average factor per step of the path the gate scales), and the mean and share at each step."""
+    values = np.asarray(values, dtype=np.float64)
+    tiny = np.finfo(np.float64).tiny
+    return {"mean": float(values.mean()), "near_1": float(np.mean(values > NEAR_ONE)),
+            "threshold": NEAR_ONE,
+            "geometric_mean": float(np.exp(np.mean(np.log(np.maximum(values, tiny))))),
+            "mean_by_step": values.mean(axis=1).tolist(),
+            "near_1_by_step": np.mean(values > NEAR_ONE, axis=1).tolist()}
+
+
+def recurrent_weights(W_hh: np.ndarray, gate_names: tuple[str, ...] | None) -> dict:
+    """Singular values of W_hh (G*H, H), and each gate block's largest when G > 1."""
+    s = np.linalg.svd(W_hh, compute_uv=False)
+    blocks = None
+    H = W_hh.shape[1]
+    if W_hh.shape[0] > H:
+        names = gate_names or tuple(f"block{g}" for g in range(W_hh.shape[0] // H))
+        blocks = {name: float(np.linalg.svd(W_hh[g * H:(g + 1) * H], compute_uv=False)[0])
+                  for g, name in enumerate(names)}
+    return {"sigma_max": float(s[0]), "singular_values_above_1": int((s > 1).sum()),
+            "singular_values": s.tolist(), "gate_sigma_max": blocks}
+
+
 # --- the whole analysis -------------------------------------------------------------------------
+
+@dataclass
+class LayerFlow:
+    """One layer's numbers: the last loss's gradient through each state, and what sets its rate."""
+
+    layer: int
+    norms: dict[str, np.ndarray]  # state name -> (T,) ||dL_{T-1}/state_k|| for k = 0..T-1
+    decays: dict[str, Decay]  # fitted to those norms read by lag
+    W_hh: dict  # recurrent_weights()
+    saturated: float | None  # share of |h| > SATURATION (tanh RNN only)
+    mean_derivative: float | None  # mean f'(a) along the chunk (RNN only)
+    gates: dict[str, dict]  # "forget_gate" (LSTM) or "update_gate" (GRU): gate_summary()
+    derivative_by_step: np.ndarray | None = None  # (T,) mean f'(a_k) at each step (RNN only)
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "state_names": list(self.norms),
+                "last_loss_grad_norms": {name: v.tolist() for name, v in self.norms.items()},
+                "decay": {name: d.to_dict() for name, d in self.decays.items()},
+                "W_hh": self.W_hh, "saturated_fraction": self.saturated,
+                "mean_activation_derivative": self.mean_derivative,
+                "mean_activation_derivative_by_step": (None if self.derivative_by_step is None
+                                                       else self.derivative_by_step.tolist()),
+                **self.gates}
+
 
 @dataclass
 class GradFlow:
     """What analyse_chunk measures on one chunk (steps numbered 0..T-1, lag = T-1-k)."""
 
-    activation: str
+    cell: str
+    activation: str | None  # the RNN's f; None for the gated cells
     losses: np.ndarray  # (T,) L_t in nats
-    last_loss_grad_norms: np.ndarray  # (T,) ||dL_{T-1}/dh_k|| for k = 0..T-1
-    decay: Decay  # fitted to last_loss_grad_norms read by lag
-    component_norms: np.ndarray  # (T, T) [t, k] ||component (t, k) of dL/dW_xh||
+    component_norms: np.ndarray  # (T, T) [t, k] ||component (t, k) of dL/dW_xh|| (layer 0)
     sum_difference: float  # max |sum of the components - the trainer's dW_xh|
     gradient_scale: float  # max |the trainer's dW_xh|
-    singular_values: np.ndarray  # of W_hh, descending
-    saturated: float | None  # share of |h| > SATURATION along the chunk
-    mean_derivative: float  # mean f'(a) along the chunk
+    layers: list[LayerFlow]
+
+    # layer 0, under the names the one-layer RNN report always had
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def last_loss_grad_norms(self) -> np.ndarray:
+        return self.layers[0].norms["h"]
+
+    @property
+    def decay(self) -> Decay:
+        return self.layers[0].decays["h"]
+
+    @property
+    def singular_values(self) -> np.ndarray:
+        return np.asarray(self.layers[0].W_hh["singular_values"])
+
+    @property
+    def saturated(self) -> float | None:
+        return self.layers[0].saturated
+
+    @property
+    def mean_derivative(self) -> float | None:
+        return self.layers[0].mean_derivative
 
     @property
     def sum_ok(self) -> bool:
@@ -166,8 +277,10 @@ class GradFlow:
         return np.array([np.diagonal(self.component_norms, -d).mean() for d in range(T)])
 
     def to_dict(self) -> dict:
-        s = self.singular_values
+        first = self.layers[0]
         return {
+            "cell": self.cell,
+            "num_layers": self.num_layers,
             "activation": self.activation,
             "length": len(self.losses),
             "losses": self.losses.tolist(),
@@ -178,49 +291,96 @@ class GradFlow:
             "W_xh_sum_check": {"max_abs_difference": self.sum_difference,
                                "max_abs_gradient": self.gradient_scale,
                                "tolerance": SUM_TOLERANCE, "ok": self.sum_ok},
-            "W_hh": {"sigma_max": float(s[0]), "singular_values_above_1": int((s > 1).sum()),
-                     "singular_values": s.tolist()},
-            "saturated_fraction": self.saturated,
-            "mean_activation_derivative": self.mean_derivative,
+            "W_hh": first.W_hh,
+            "saturated_fraction": first.saturated,
+            "mean_activation_derivative": first.mean_derivative,
+            "layers": [layer.to_dict() for layer in self.layers],
         }
 
 
-def check_work_size(length: int, hidden_size: int) -> None:
-    need = 2 * length * length * hidden_size * 8
-    if need > MAX_WORK_BYTES:
-        most = int(math.sqrt(MAX_WORK_BYTES / (16 * hidden_size)))
-        raise CharRNNError(f"--length {length} with hidden_size {hidden_size} needs "
-                           f"{need / 2**30:.1f} GiB for the per-loss gradients; use --length "
-                           f"{most} or less")
+def layer_statistics(model: Model, cache) -> dict:
+    """Saturation and f'(a) (RNN), or the gate that scales the direct path (LSTM: f, GRU: z),
+    from column 0 of a layer's forward cache (every column holds the same chunk): LayerFlow's
+    saturated, mean_derivative, derivative_by_step and gates."""
+    name = model.spec.cell
+    found = {"saturated": None, "mean_derivative": None, "derivative_by_step": None, "gates": {}}
+    if name == "rnn":
+        h = cache.h[:, 0]
+        activation = model.spec.activation
+        df = activation_derivative(h, activation)
+        found.update(saturated=saturation_fraction(h, activation),
+                     mean_derivative=float(df.mean()), derivative_by_step=df.mean(axis=1))
+    elif name == "lstm":
+        found["gates"] = {"forget_gate": gate_summary(cache.f[:, 0])}
+    elif name == "gru":
+        found["gates"] = {"update_gate": gate_summary(cache.z[:, 0])}
+    return found  # a cell gradflow does not know yet: no statistics, the gradients still work
 
 
-def analyse_chunk(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-                  h0: np.ndarray | None = None, activation: str = "tanh") -> GradFlow:
-    """Gradient flow through one chunk: x, y (T,) indices, h0 (H,) (zeros when None), float64."""
-    params = as_float64(params)
+def analyse_chunk(model: Model, x: np.ndarray, y: np.ndarray, state0=None) -> GradFlow:
+    """Gradient flow through one chunk: x, y (T,) indices, state0 per layer (zeros when None).
+
+    Runs in float64 without dropout whatever the model's dtype and dropout."""
+    model = analysis_model(model)
     x, y = np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)
-    H, V = params["W_xh"].shape
-    check_work_size(len(x), H)
-    h0 = np.zeros(H) if h0 is None else np.asarray(h0, dtype=np.float64)
-    h, losses, dh_out, cache = chunk_forward(params, x, y, h0, activation)
-    dh, _ = per_loss_backward(dh_out, cache)
-    df = activation_derivative(h, activation)
-    norms, total = xh_components(dh, df, x, V)
-    _, _, grads, _, _ = loss_and_grads(params, x[:, None], y[:, None], h0[None, :], None,
-                                       activation)
-    last = np.linalg.norm(dh[:, -1], axis=1)  # ||dL_{T-1}/dh_k||, k = 0..T-1
+    per_loss = per_loss_backward(model, x, y, state0)
+    norms, total = xh_components(per_loss.dxw0, x, model.spec.vocab_size)
+    trainer = model.loss_and_grads(x[:, None], y[:, None], initial_state(model, state0))
+    dW_xh = trainer.grads["l0.W_xh"]
+    gate_names = GATE_NAMES.get(model.spec.cell)
+    layers = []
+    for layer, grads in enumerate(per_loss.state_grads):
+        last = {name: np.linalg.norm(g[:, -1], axis=1)  # ||dL_{T-1}/state_k||, k = 0..T-1
+                for name, g in zip(model.cell.state_names, grads)}
+        layers.append(LayerFlow(
+            layer=layer, norms=last,
+            decays={name: fit_decay(v[::-1]) for name, v in last.items()},
+            W_hh=recurrent_weights(model.layer_params(layer)["W_hh"], gate_names),
+            **layer_statistics(model, per_loss.forward.layers[layer][2])))
     return GradFlow(
-        activation=activation,
-        losses=losses,
-        last_loss_grad_norms=last,
-        decay=fit_decay(last[::-1]),
+        cell=model.spec.cell,
+        activation=model.spec.activation if model.spec.cell == "rnn" else None,
+        losses=per_loss.losses,
         component_norms=norms,
-        sum_difference=float(np.max(np.abs(total - grads["W_xh"]))),
-        gradient_scale=float(np.max(np.abs(grads["W_xh"]))),
-        singular_values=np.linalg.svd(params["W_hh"], compute_uv=False),
-        saturated=saturation_fraction(h, activation),
-        mean_derivative=float(df.mean()),
+        sum_difference=float(np.max(np.abs(total - dW_xh))),
+        gradient_scale=float(np.max(np.abs(dW_xh))),
+        layers=layers,
     )
+
+
+# --- several models on the same text -----------------------------------------------------------
+
+@dataclass
+class Curve:
+    """One model's ||dL_{T-1}/state_k|| of layer 0 by lag, for the comparison."""
+
+    model: str  # its label (the checkpoint's file name)
+    cell: str
+    state: str  # "h", or "c" for the LSTM's cell state
+    norms_by_lag: np.ndarray  # (T,) lag 0 first
+    decay: Decay
+    last_loss: float
+    mean_loss: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.state}"
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "cell": self.cell, "state": self.state,
+                "norms_by_lag": self.norms_by_lag.tolist(), "decay": self.decay.to_dict(),
+                "last_loss": self.last_loss, "mean_loss": self.mean_loss}
+
+
+def compare_curves(flows: list[GradFlow], labels: list[str]) -> list[Curve]:
+    """Layer 0's curves of every model: h, and c as well for the LSTM, in the models' order."""
+    curves = []
+    for flow, label in zip(flows, labels):
+        first = flow.layers[0]
+        for state, norms in first.norms.items():
+            curves.append(Curve(label, flow.cell, state, norms[::-1].copy(), first.decays[state],
+                                float(flow.losses[-1]), float(flow.losses.mean())))
+    return curves
 
 
 # --- impulse responses --------------------------------------------------------------------------
@@ -235,7 +395,7 @@ def linear_recurrence(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def jacobian_gains(df: np.ndarray, W_hh: np.ndarray):
-    """RMS gains ||dh_t/dh_0||_F / sqrt(H) of the model and ||W_hh^t||_F / sqrt(H) without f.
+    """RMS gains ||dh_t/dh_0||_F / sqrt(H) of the RNN and ||W_hh^t||_F / sqrt(H) without f.
 
     df: (T, H) f'(a_t) along a chunk. dh_t/dh_0 = prod_{j=1..t} diag(f'(a_j)) W_hh, and its
     Frobenius norm over sqrt(H) is the root-mean-square response to a unit impulse in a random
@@ -253,39 +413,105 @@ def jacobian_gains(df: np.ndarray, W_hh: np.ndarray):
     return gains, linear
 
 
+def layer0_projections(model: Model, x: np.ndarray) -> np.ndarray:
+    """xw_t = W_xh x_t + b_h of layer 0 for every step: (T, G*H), a row lookup as in the model."""
+    p = model.layer_params(0)
+    return (p["W_xh"].T + p["b_h"])[np.asarray(x, dtype=np.int64)]
+
+
+def state_gains_by_differences(model: Model, x: np.ndarray, state0=None,
+                               eps: float = DIFFERENCE_STEP) -> dict[str, np.ndarray]:
+    """RMS gains ||d state_t / d state'_0||_F / sqrt(H) of layer 0 by central differences.
+
+    The state after step 0 of x is nudged by +-eps along each unit of each state (h, and c for
+    the LSTM), all 2 * S * H nudges as one batch, and steps 1..T-1 run with cell.step (the
+    sampler's step, any cell). Keys "h<-h", "c<-c", "h<-c", "c<-h": the output state, then the
+    nudged one, the rest of the state at step 0 held fixed. In float64 the error is about eps^2
+    (truncation) plus 1e-16 / eps (rounding), so gains are good to about 1e-10 relative to 1 and
+    meaningless below a floor of about 1e-10.
+    """
+    model = analysis_model(model)
+    cell, p, H = model.cell, model.layer_params(0), model.spec.hidden_size
+    names = cell.state_names
+    S = len(names)
+    xw = layer0_projections(model, x)
+    T = len(xw)
+    start = cell.step(xw[:1], initial_state(model, state0)[0], p)  # the state after step 0
+    nudges = np.concatenate([np.eye(H) * eps, -np.eye(H) * eps])  # (2H, H): +e_i, then -e_i
+    B = 2 * S * H
+    state = []
+    for j in range(S):
+        rows = np.repeat(start[j], B, axis=0)
+        rows[2 * H * j:2 * H * (j + 1)] += nudges  # the block of columns that nudges state j
+        state.append(rows)
+    state = tuple(state)
+    gains = {f"{out}<-{into}": np.zeros(T) for out in names for into in names}
+    for name in names:
+        gains[f"{name}<-{name}"][0] = 1.0  # d state_0 / d state_0 = I
+    for t in range(1, T):
+        state = cell.step(np.repeat(xw[t:t + 1], B, axis=0), state, p)
+        for i, out in enumerate(names):
+            for j, into in enumerate(names):
+                block = state[i][2 * H * j:2 * H * (j + 1)]
+                J = (block[:H] - block[H:]) / (2 * eps)  # row u: d out_t / d into_0[u]
+                gains[f"{out}<-{into}"][t] = np.linalg.norm(J) / math.sqrt(H)
+    return gains
+
+
 @dataclass
 class Impulse:
     """Impulse responses of the scalar recurrence next to the trained model's along the chunk."""
 
     weights: tuple[float, ...]
     scalar: np.ndarray  # (T, len(weights)) h_t for x = (1, 0, 0, ...)
-    model_gain: np.ndarray  # (T,) ||dh_t/dh_0||_F / sqrt(H)
-    linear_gain: np.ndarray  # (T,) ||W_hh^t||_F / sqrt(H): the recurrence without f
+    model_gain: np.ndarray  # (T,) ||dh_t/dh_0||_F / sqrt(H), layer 0
+    linear_gain: np.ndarray | None  # (T,) ||W_hh^t||_F / sqrt(H): the RNN without f
     model_decay: Decay
-    linear_decay: Decay
+    linear_decay: Decay | None
+    cell: str = "rnn"
+    method: str = "exact Jacobian product"
+    state_gains: dict[str, np.ndarray] | None = None  # "h<-h", "c<-c", ... (LSTM, GRU)
+
+    @property
+    def state_decays(self) -> dict[str, Decay]:
+        return {key: fit_decay(v) for key, v in (self.state_gains or {}).items()}
 
     def to_dict(self) -> dict:
         return {
+            "cell": self.cell,
+            "method": self.method,
             "length": len(self.model_gain),
             "scalar": {f"{w:g}": self.scalar[:, i].tolist() for i, w in enumerate(self.weights)},
             "model_gain": self.model_gain.tolist(),
-            "linear_gain": self.linear_gain.tolist(),
+            "linear_gain": None if self.linear_gain is None else self.linear_gain.tolist(),
             "model_decay": self.model_decay.to_dict(),
-            "linear_decay": self.linear_decay.to_dict(),
+            "linear_decay": None if self.linear_decay is None else self.linear_decay.to_dict(),
+            "state_gains": (None if self.state_gains is None
+                            else {k: v.tolist() for k, v in self.state_gains.items()}),
+            "state_decays": {k: d.to_dict() for k, d in self.state_decays.items()} or None,
         }
 
 
-def impulse_response(params: dict[str, np.ndarray], x: np.ndarray, h0: np.ndarray | None = None,
-                     activation: str = "tanh", weights=IMPULSE_WEIGHTS) -> Impulse:
-    """The scalar recurrences' response to an impulse, and the model's gains along x (T,)."""
-    params = as_float64(params)
+def impulse_response(model: Model, x: np.ndarray, state0=None,
+                     weights=IMPULSE_WEIGHTS) -> Impulse:
+    """The scalar recurrences' response to an impulse, and layer 0's gains along x (T,).
+
+    RNN: the exact product of Jacobians (and W_hh's powers alone); LSTM, GRU: central
+    differences (state_gains_by_differences), whose "h<-h" entry is the model gain."""
+    model = analysis_model(model)
     x = np.asarray(x, dtype=np.int64)
-    H = params["W_hh"].shape[0]
-    h0 = np.zeros(H) if h0 is None else np.asarray(h0, dtype=np.float64)
-    h, _ = rnn_forward(x[:, None], h0[None, :], params["W_xh"], params["W_hh"], params["b_h"],
-                       activation)
     impulse = np.zeros((len(x), len(weights)))
     impulse[0] = 1.0
     scalar = linear_recurrence(np.asarray(weights, dtype=np.float64), impulse)
-    gains, linear = jacobian_gains(activation_derivative(h[:, 0], activation), params["W_hh"])
-    return Impulse(tuple(weights), scalar, gains, linear, fit_decay(gains), fit_decay(linear))
+    if model.spec.cell == "rnn":
+        fwd = model.forward(x[:, None], initial_state(model, state0))
+        h = fwd.layers[0][2].h[:, 0]
+        gains, linear = jacobian_gains(activation_derivative(h, model.spec.activation),
+                                       model.layer_params(0)["W_hh"])
+        return Impulse(tuple(weights), scalar, gains, linear, fit_decay(gains),
+                       fit_decay(linear))
+    state_gains = state_gains_by_differences(model, x, state0)
+    gains = state_gains["h<-h"]
+    return Impulse(tuple(weights), scalar, gains, None, fit_decay(gains), None,
+                   cell=model.spec.cell, method="central differences",
+                   state_gains=state_gains)

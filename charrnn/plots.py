@@ -1,4 +1,5 @@
-"""Pictures: the training curves from a metrics log, and gradflow's heat map and impulse responses.
+"""Pictures: the training curves from a metrics log, and gradflow's heat map, impulse responses and
+comparison of cells.
 
 matplotlib is an optional extra (`pip install 'charrnn[plot]'`), imported only when a picture is
 drawn; without it `require_matplotlib` raises a CharRNNError that says how to install it. Figures
@@ -24,6 +25,7 @@ INSTALL_HINT = ("pictures need matplotlib, which is not installed; install it wi
 DPI = 100
 NEWLINE_MARK = "\u21b5"  # how a newline input is labelled on a heat map axis
 MAX_CHAR_TICKS = 40  # label every input with its character up to this chunk length
+MARKED_POINTS = 40  # curves up to this many points get a marker on each
 
 
 def require_matplotlib():
@@ -205,18 +207,38 @@ def _gradient_panel(axes, step: np.ndarray, norm: np.ndarray, clip: np.ndarray) 
     clip_axes.set_ylabel("fraction clipped", color="C3")
     clip_axes.set_ylim(bottom=0)
     lines = axes.get_lines() + clip_axes.get_lines()
-    axes.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    axes.legend(lines, [line.get_label() for line in lines], loc="best", framealpha=0.8)
 
 
 # --- gradient flow -----------------------------------------------------------------------------
 
+STATE_STYLES = {"h": "-", "c": "--"}  # the hidden state solid, the LSTM's cell state dashed
+FIT_STYLES = {"h": ":", "c": "-."}  # and their fitted lines
+GATE_LABELS = {"forget_gate": "forget gate f", "update_gate": "update gate z"}
+
+
+def _legend_below(axes, ncol: int = 1, fontsize: float = 8) -> None:
+    """A legend under the axes (constrained layout makes room), so it never hides a curve."""
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, fontsize=fontsize,
+                frameon=False)
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    """Zeros and non-finite values as NaN: gaps on a log axis instead of warnings."""
+    values = np.asarray(values, dtype=float).copy()
+    values[~np.isfinite(values) | (values <= 0)] = np.nan
+    return values
+
+
 def draw_gradflow(flow, inputs: str = "", title: str = ""):
-    """Heat map of the dW_xh components (loss step t by input step k) and ||dL_{T-1}/dh_k||.
+    """Heat map of the dW_xh components (loss step t by input step k), ||dL_{T-1}/state_k|| of
+    every layer and state, and what scales the gradient at each step (f'(a), the forget gate f
+    or the update gate z).
 
     flow: a gradflow.GradFlow; inputs: the chunk's T input characters, for the axis labels.
     """
-    figure = new_figure(11.0, 4.6)
-    heat_axes, curve_axes = figure.subplots(1, 2, width_ratios=(1.15, 1))
+    figure = new_figure(15.0, 5.2)
+    heat_axes, curve_axes, cause_axes = figure.subplots(1, 3, width_ratios=(1.2, 1, 0.85))
     norms = flow.component_norms
     T = norms.shape[0]
     with np.errstate(divide="ignore"):
@@ -229,7 +251,7 @@ def draw_gradflow(flow, inputs: str = "", title: str = ""):
     colorbar.set_label("log10 ||dL_t/dW_xh from input k||")
     heat_axes.set_xlabel("input step k")
     heat_axes.set_ylabel("loss step t")
-    heat_axes.set_title("dL/dW_xh split by loss and input step")
+    heat_axes.set_title("dL/dW_xh (layer 0) split by loss and input step")
     if inputs and T <= MAX_CHAR_TICKS:
         labels = [NEWLINE_MARK if ch == "\n" else ch for ch in inputs[:T]]
         # font sizes in points that keep T labels from overlapping along each side of the map
@@ -238,21 +260,65 @@ def draw_gradflow(flow, inputs: str = "", title: str = ""):
         heat_axes.set_xlabel("input step k (the character fed in)")
         heat_axes.set_ylabel("loss step t (input at t)")
     k = np.arange(T)
-    curve_axes.semilogy(k, flow.last_loss_grad_norms, "o-", markersize=3,
-                        label="||dL_{T-1}/dh_k||")
-    rate = flow.decay.rate_per_step
-    if rate is not None:
-        lag = T - 1 - k
-        fitted = _fit_line(flow.last_loss_grad_norms, lag, rate)
-        curve_axes.semilogy(k, fitted, "--", color="gray", label=f"fit: x{rate:.3g} per step back")
-    curve_axes.set_xlabel("step k")
-    curve_axes.set_ylabel("gradient norm")
-    curve_axes.set_title("the last loss's gradient at earlier steps")
+    lag = T - 1 - k
+    for layer in flow.layers:
+        color = f"C{layer.layer}"
+        for state, values in layer.norms.items():
+            where = f"layer {layer.layer}, " if flow.num_layers > 1 else ""
+            name = f"||dL_{{T-1}}/d{state}_k||"
+            curve_axes.semilogy(k, _positive(values), STATE_STYLES.get(state, ":"),
+                                marker="o" if T <= MARKED_POINTS else None, markersize=3,
+                                color=color, label=f"{where}{name}")
+            rate = layer.decays[state].rate_per_step
+            if rate is not None:
+                curve_axes.semilogy(k, _fit_line(values, lag, rate), FIT_STYLES.get(state, ":"),
+                                    color=color, alpha=0.7, linewidth=1,
+                                    label=f"{where}{state} fit: x{rate:.3f} per step back")
+    curve_axes.set_xlabel("step k (lag T-1-k: the last step is lag 0)")
+    curve_axes.set_ylabel("gradient norm (log scale)")
+    curve_axes.set_title(f"the last loss's gradient at earlier steps ({flow.cell})")
     curve_axes.grid(alpha=0.3, which="both")
-    curve_axes.legend()
+    _legend_below(curve_axes, ncol=2 if len(curve_axes.get_lines()) > 3 else 1)
+    _draw_causes(cause_axes, flow)
     if title:
         figure.suptitle(title)
     return figure
+
+
+def _draw_causes(axes, flow) -> None:
+    """Per step, the mean of what scales the gradient's direct path back: f'(a) for the RNN, the
+    forget gate f for the LSTM, the update gate z for the GRU; with the share near 1 for gates."""
+    k = np.arange(len(flow.losses))
+    marker = "o" if len(k) <= MARKED_POINTS else None
+    drawn = False
+    for layer in flow.layers:
+        color = f"C{layer.layer}"
+        where = f"layer {layer.layer}: " if flow.num_layers > 1 else ""
+        if layer.derivative_by_step is not None:
+            what = "tanh'(a_k) = 1 - h_k^2" if flow.activation == "tanh" else "relu'(a_k)"
+            axes.plot(k, layer.derivative_by_step, "-", marker=marker, markersize=3, color=color,
+                      label=f"{where}mean {what}")
+            drawn = True
+        for key, summary in layer.gates.items():
+            name = GATE_LABELS.get(key, key)
+            axes.plot(k, summary["mean_by_step"], "-", marker=marker, markersize=3, color=color,
+                      label=f"{where}mean {name}")
+            if "near_1_by_step" in summary:
+                axes.plot(k, summary["near_1_by_step"], ":", color=color,
+                          label=f"{where}share of {name.split()[-1]} > {summary['threshold']:g}")
+            drawn = True
+    if not drawn:
+        axes.text(0.5, 0.5, "no per-step statistics for this cell", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set_ylim(0, 1.05)
+    axes.axhline(1.0, color="gray", linewidth=0.8)
+    axes.set_xlabel("step k")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_ylabel("mean over the hidden units")
+    axes.set_title("what scales the gradient at each step")
+    axes.grid(alpha=0.3)
+    if drawn:
+        _legend_below(axes)
 
 
 def _fit_line(norms: np.ndarray, lag: np.ndarray, rate: float) -> np.ndarray:
@@ -263,32 +329,90 @@ def _fit_line(norms: np.ndarray, lag: np.ndarray, rate: float) -> np.ndarray:
 
 
 def draw_impulse(impulse, title: str = ""):
-    """Scalar impulse responses (signed, then on a log scale) next to the trained model's gains.
+    """Scalar impulse responses |h_t| = |w|^t (sign shown by the markers) next to the trained
+    model's gains, both on a log scale.
 
     impulse: a gradflow.Impulse.
     """
-    figure = new_figure(11.0, 4.2)
-    signed_axes, log_axes = figure.subplots(1, 2)
+    figure = new_figure(12.0, 5.0)
+    scalar_axes, gain_axes = figure.subplots(1, 2, sharey=True)
     T = len(impulse.model_gain)
     t = np.arange(T)
     for i, w in enumerate(impulse.weights):
-        signed_axes.plot(t, impulse.scalar[:, i], "o-", markersize=3, label=f"w = {w:g}")
-        log_axes.semilogy(t, np.abs(impulse.scalar[:, i]), "-", label=f"|h_t|, w = {w:g}")
-    signed_axes.set_yscale("symlog", linthresh=1.0)  # linear within [-1, 1], log beyond
-    signed_axes.set_xlabel("t")
-    signed_axes.set_ylabel("h_t (symmetric log scale)")
-    signed_axes.set_title("h_t = w h_{t-1} + x_t, x = (1, 0, 0, ...)")
-    signed_axes.grid(alpha=0.3)
-    signed_axes.legend()
-    log_axes.semilogy(t, impulse.model_gain, "o-", markersize=3, color="C2",
-                      label="model: rms ||dh_t/dh_0||")
-    log_axes.semilogy(t, impulse.linear_gain, ":", color="C4",
-                      label="W_hh alone (no f'): rms ||W_hh^t||")
-    log_axes.set_xlabel("t")
-    log_axes.set_ylabel("gain (log scale)")
-    log_axes.set_title("impulse gains: scalar recurrences and the trained model")
-    log_axes.grid(alpha=0.3, which="both")
-    log_axes.legend(fontsize=8)
+        h = impulse.scalar[:, i]
+        color = f"C{i}"
+        scalar_axes.semilogy(t, np.abs(h), "-", color=color,
+                             label=f"w = {w:g}: |h_t| = {abs(w):g}^t")
+        positive, negative = h > 0, h < 0
+        scalar_axes.semilogy(t[positive], h[positive], "o", markersize=4, color=color)
+        scalar_axes.semilogy(t[negative], -h[negative], "o", markersize=4, color=color,
+                             markerfacecolor="white")
+        gain_axes.semilogy(t, np.abs(h), "-", color=color, alpha=0.25,
+                           label=f"|w|^t, w = {w:g} (for scale)")
+    scalar_axes.plot([], [], "o", color="gray", label="filled: h_t > 0")
+    scalar_axes.plot([], [], "o", color="gray", markerfacecolor="white", label="open: h_t < 0")
+    scalar_axes.set_xlabel("t")
+    scalar_axes.set_ylabel("size (log scale)")
+    scalar_axes.set_title("h_t = w h_{t-1} + x_t, x = (1, 0, 0, ...)")
+    scalar_axes.grid(alpha=0.3, which="both")
+    _legend_below(scalar_axes, ncol=2)
+    gain_axes.semilogy(t, _positive(impulse.model_gain), "o-", markersize=3, color="C2",
+                       label="model: rms ||dh_t/dh_0||")
+    if impulse.linear_gain is not None:
+        gain_axes.semilogy(t, _positive(impulse.linear_gain), ":", color="C4",
+                           label="W_hh alone (no f'): rms ||W_hh^t||")
+    for key, values in (impulse.state_gains or {}).items():
+        out, into = key.split("<-")
+        if out == into and out != "h":
+            gain_axes.semilogy(t, _positive(values), "s--", markersize=3, color="C3",
+                               label=f"model: rms ||d{out}_t/d{into}_0|| (cell state)")
+    gain_axes.set_xlabel("t")
+    gain_axes.tick_params(labelleft=True)
+    method = "" if impulse.method == "exact Jacobian product" else f" ({impulse.method})"
+    gain_axes.set_title(f"the trained model's gain along the chunk{method}")
+    gain_axes.grid(alpha=0.3, which="both")
+    _legend_below(gain_axes, ncol=2)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def draw_comparison(curves, title: str = ""):
+    """Several models' ||dL_{T-1}/state_k|| (layer 0) against the lag, as measured and relative
+    to lag 0 with the 1/1000 line; one colour a model, solid h and dashed c.
+
+    curves: gradflow.compare_curves()."""
+    from charrnn.gradflow import VANISHED
+
+    figure = new_figure(12.0, 5.2)
+    raw_axes, relative_axes = figure.subplots(1, 2)
+    models = list(dict.fromkeys(c.model for c in curves))
+    marker = "o" if max((len(c.norms_by_lag) for c in curves), default=0) <= MARKED_POINTS else None
+    for curve in curves:
+        color = f"C{models.index(curve.model) % 10}"
+        lag = np.arange(len(curve.norms_by_lag))
+        style = STATE_STYLES.get(curve.state, ":")
+        rate = curve.decay.rate_per_step
+        fitted = "" if rate is None else f", x{rate:.3f}/step"
+        label = f"{curve.model} ({curve.cell}) {curve.state}{fitted}"
+        raw_axes.semilogy(lag, _positive(curve.norms_by_lag), style, marker=marker, markersize=3,
+                          color=color, label=label)
+        start = curve.norms_by_lag[0]
+        relative = curve.norms_by_lag / start if start > 0 else np.full(len(lag), np.nan)
+        relative_axes.semilogy(lag, _positive(relative), style, marker=marker, markersize=3,
+                               color=color)
+    relative_axes.axhline(VANISHED, color="gray", linestyle=":", linewidth=1)
+    relative_axes.annotate(f"1/{1 / VANISHED:g} of lag 0", (0, VANISHED), xytext=(2, 3),
+                           textcoords="offset points", fontsize=8, color="gray")
+    raw_axes.set_ylabel("gradient norm (log scale)")
+    raw_axes.set_title("as measured")
+    relative_axes.set_ylabel("relative to lag 0 (log scale)")
+    relative_axes.set_title("relative to its size at lag 0")
+    for axes in (raw_axes, relative_axes):
+        axes.set_xlabel("lag T-1-k (steps back from the last loss)")
+        axes.grid(alpha=0.3, which="both")
+    figure.legend(loc="outside lower center", ncol=max(1, min(3, len(curves))), fontsize=9,
+                  frameon=False)
     if title:
         figure.suptitle(title)
     return figure

@@ -1,5 +1,6 @@
-"""Pictures: `charrnn plot` and `charrnn gradflow --plot` write PNGs with matplotlib, and say in one
-line how to install it without; reading the trainer's JSONL and CSV metrics logs."""
+"""Pictures: `charrnn plot` and `charrnn gradflow --plot` write PNGs with matplotlib for every cell,
+with legends that hide no curve, and say in one line how to install it without; reading the
+trainer's JSONL and CSV metrics logs."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from test_gradflow import write_checkpoint
+from test_gradflow import random_problem, write_checkpoint
 
 from charrnn.cli import main
 from charrnn.config import Config
 from charrnn.errors import CharRNNError
-from charrnn.plots import read_metrics
+from charrnn.gradflow import analyse_chunk, compare_curves, impulse_response
+from charrnn.plots import (
+    draw_comparison,
+    draw_gradflow,
+    draw_impulse,
+    draw_training_curves,
+    read_metrics,
+)
 from charrnn.train import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -72,13 +80,74 @@ def test_gradflow_plot_writes_the_heat_map(tmp_path):
     assert_png(out)
 
 
-def test_gradflow_impulse_plot_writes_a_png(tmp_path):
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_gradflow_impulse_plot_writes_a_png(tmp_path, cell):
     pytest.importorskip("matplotlib")
     out = tmp_path / "impulse.png"
-    result = run("gradflow", "--checkpoint", write_checkpoint(tmp_path), "--impulse",
+    result = run("gradflow", "--checkpoint", write_checkpoint(tmp_path, cell=cell), "--impulse",
                  "--prime", "anna\nchristopher", "--plot", out)
     assert result.exit_code == 0, result.output
     assert_png(out)
+
+
+def test_gradflow_plot_of_a_stacked_lstm_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "flow.png"
+    path = write_checkpoint(tmp_path, cell="lstm", layers=2, dropout=0.3)
+    result = run("gradflow", "--checkpoint", path, "--plot", out)
+    assert result.exit_code == 0, result.output
+    assert_png(out)
+
+
+def legend_overlaps(figure) -> list[str]:
+    """Each legend that covers part of any axes' plotting area, once the figure is drawn."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legends = list(figure.legends) + [a.get_legend() for a in figure.axes if a.get_legend()]
+    found = []
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for axes in figure.axes:
+            if axes.get_label() == "<colorbar>":
+                continue
+            area = axes.get_window_extent(renderer)
+            if box.overlaps(area):
+                found.append(f"{[t.get_text() for t in legend.get_texts()][:2]} on "
+                             f"{axes.get_title()!r}")
+    return found
+
+
+def test_gradflow_pictures_keep_every_legend_off_the_curves():
+    """Legends sit outside the axes (the pictures' most crowded cases: a 2-layer LSTM with h and c
+    curves and fits, a GRU with its gate panel, three models compared)."""
+    pytest.importorskip("matplotlib")
+    lstm, x, y, state0 = random_problem("lstm", layers=2, T=10)
+    gru, *_ = random_problem("gru", T=10, seed=3)
+    flows = [analyse_chunk(lstm, x, y, state0), analyse_chunk(gru, x, y)]
+    for flow in flows:
+        assert legend_overlaps(draw_gradflow(flow, "abcdefghij", "t")) == []
+    impulse = draw_impulse(impulse_response(lstm, x, state0), "t")
+    assert legend_overlaps(impulse) == []
+    assert all(axes.get_yscale() == "log" for axes in impulse.axes)  # sizes over decades
+    curves = compare_curves(flows, ["a.npz", "b.npz"])
+    figure = draw_comparison(curves, "t")
+    assert legend_overlaps(figure) == []
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert len(labels) == len(curves) == 3 and labels[1].startswith("a.npz (lstm) c, x")
+
+
+def test_training_curves_draw_a_log_with_per_layer_sigma_max(tmp_path):
+    pytest.importorskip("matplotlib")
+    log = tmp_path / "run.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "train_loss": 3.0 - s / 10, "val_loss": 3.1,
+                                       "grad_norm": 1.0, "clip_fraction": 0.0,
+                                       "sigma_max_W_hh": 1.5, "sigma_max_W_hh_l1": 1.2}) + "\n"
+                           for s in (1, 2, 3)), encoding="utf-8")
+    records = read_metrics(log)
+    assert records[0]["sigma_max_W_hh_l1"] == 1.2
+    draw_training_curves(records, "run").canvas.draw()
+    result = run("plot", log)
+    assert result.exit_code == 0 and "3 evaluations, last step 3" in result.output
 
 
 def test_plot_refuses_to_overwrite_its_log(tmp_path):
