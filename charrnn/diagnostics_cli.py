@@ -397,6 +397,7 @@ def plot(log, out):
     from charrnn.plots import draw_training_curves, read_metrics, require_matplotlib, save_figure
 
     require_matplotlib()
+    _refuse_checkpoint(Path(log))
     records = read_metrics(log)
     out = Path(out) if out else Path(log).with_suffix(".png")
     if out.resolve() == Path(log).resolve():
@@ -404,6 +405,19 @@ def plot(log, out):
     figure = draw_training_curves(records, title=Path(log).name)
     click.echo(f"wrote {save_figure(figure, out)} ({len(records)} evaluations, last step "
                f"{int(records[-1]['step'])})")
+
+
+def _refuse_checkpoint(path: Path) -> None:
+    """A checkpoint (a zip archive) given where a log belongs: say which file to pass."""
+    try:
+        with open(path, "rb") as handle:
+            is_zip = handle.read(4) == b"PK\x03\x04"
+    except OSError:
+        return  # read_metrics reports what is wrong with the path
+    if is_zip:
+        log = path.with_suffix(".jsonl")
+        raise CharRNNError(f"{path} is a checkpoint, not a metrics log; pass its log, "
+                           f"e.g. charrnn plot {log}")
 
 
 COMMANDS = [gradflow, plot]

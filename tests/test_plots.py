@@ -204,3 +204,15 @@ def test_read_metrics_names_the_damaged_line(tmp_path):
         read_metrics(log)
     with pytest.raises(CharRNNError, match="not found"):
         read_metrics(tmp_path / "missing.jsonl")
+
+
+def test_plot_given_a_checkpoint_names_its_log(tmp_path):
+    import numpy as np
+
+    pytest.importorskip("matplotlib")
+    checkpoint = tmp_path / "m.npz"
+    np.savez(checkpoint, a=np.zeros(2))
+    result = CliRunner().invoke(main, ["plot", str(checkpoint)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "is a checkpoint, not a metrics log" in result.output
+    assert f"charrnn plot {tmp_path / 'm.jsonl'}" in result.output
