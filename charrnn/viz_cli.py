@@ -1,0 +1,77 @@
+"""The `charrnn viz` command: a thin click layer over charrnn.viz. cli.py adds COMMANDS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
+from charrnn.corpus import read_text
+from charrnn.viz import (
+    DEFAULT_LENGTH,
+    FINDINGS,
+    MAX_LENGTH,
+    build_page,
+    check_length,
+    check_output_path,
+    checkpoint_facts,
+    default_text,
+    find_units,
+    prepare_text,
+    trace_model,
+    write_page,
+)
+
+DEFAULT_OUT = "viz.html"
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="model to look inside [default: the default config's training.out]")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False),
+              help="run the model over this file [default: held-out text of the checkpoint's "
+                   "corpus: a stretch of its validation split, or held-out names]")
+@click.option("--prime", help="run the model over this text instead")
+@click.option("--length", type=int, help=f"characters to show [default: {DEFAULT_LENGTH}; at "
+              f"most {MAX_LENGTH}, to keep the page a few MB and quick in a browser]")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, help="the HTML page to write")
+@click.option("--encoding", default="utf-8", show_default=True, help="--text's encoding")
+@click.option("--units", "listed", type=click.IntRange(min=0), default=FINDINGS,
+              show_default=True, help="units to list as worth a look")
+@friendly_errors
+def viz(checkpoint, text_file, prime, length, out, encoding, listed):
+    """Write one self-contained HTML page of what the model does on a text: each character
+    coloured by its surprise, the top guesses, and every unit's activation."""
+    if text_file is not None and prime is not None:
+        raise click.UsageError("give --text FILE or --prime TEXT, not both")
+    length = check_length(length)
+    path = Path(checkpoint) if checkpoint else default_checkpoint()
+    check_output_path(out, [path, text_file])  # before any work: never overwrite an input
+    saved = load_checkpoint(path)
+    mode = saved.config.data.mode
+    if prime is not None:
+        text, source = command_line_text(prime), "--prime"
+    elif text_file is not None:
+        text, source = read_text(text_file, encoding, "strict", what="text"), str(text_file)
+    else:
+        text, source = default_text(saved, length)
+    text, source = prepare_text(text, mode, length, source)
+    trace = trace_model(saved, text, mode, facts=checkpoint_facts(saved, path, source))
+    findings = find_units(trace.text, trace.series, mode, trace.known, limit=listed)
+    written = write_page(out, build_page(trace, findings), [path, text_file])
+    unknown = int((~trace.known).sum())
+    mean = trace.mean_loss()
+    click.echo(f"{len(trace.text):,} characters, {source}: "
+               + ("no character scored" if mean is None else f"{mean:.4f} nats/char")
+               + (f"; {unknown} outside the vocabulary (shown greyed, not scored)"
+                  if unknown else ""), err=True)
+    for finding in findings[:3]:
+        click.echo(f"  {finding.series} unit {finding.unit}: {finding.feature}, "
+                   f"r = {finding.r:+.2f}", err=True)
+    size = written.stat().st_size
+    click.echo(f"wrote {out} ({size / 1e6:.1f} MB): open it in a browser", err=True)
+
+
+COMMANDS = [viz]
