@@ -4,14 +4,16 @@ OpenBLAS starts one thread per core and uses them all for every product, however
 charrnn's small models that buys nothing on a quiet machine and costs a great deal on a busy one
 (a thread that waits for a core stalls every product), so `auto` picks one thread unless a step's
 recurrent product is large enough for a second core to pay (CROSSOVER, measured by
-benchmarks/bench_threads.py on the project's machine; see docs/benchmarks.md). A user's explicit
-OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS always wins over `auto`.
+benchmarks/bench_threads.py on the project's machine; see docs/benchmarks.md), and then only as
+many threads as other work leaves cores idle (sampled from /proc/stat at the start). A user's
+explicit OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS always wins over `auto`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 
 from charrnn.errors import CharRNNError
@@ -39,9 +41,32 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def busy_cores(interval: float = 0.25) -> float:
+    """Cores kept busy by other work right now: /proc/stat's non-idle time over interval
+    (the load average lags by a minute, so a run that just ended would still count)."""
+    try:
+        first = _cpu_times()
+        time.sleep(interval)
+        second = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    total = sum(second) - sum(first)
+    idle = (second[3] + second[4]) - (first[3] + first[4])  # idle and iowait
+    if total <= 0:
+        return 0.0
+    return available_cores() * (1.0 - idle / total)
+
+
+def _cpu_times() -> list[int]:
+    with open("/proc/stat", encoding="ascii") as handle:
+        return [int(field) for field in handle.readline().split()[1:]]
+
+
 def choose_threads(setting, batch_size: int, hidden_size: int, gates: int,
-                   environ=None, cores: int | None = None) -> ThreadChoice:
-    """The number of BLAS threads for a run, and why."""
+                   environ=None, cores: int | None = None,
+                   load: float | None = None) -> ThreadChoice:
+    """The number of BLAS threads for a run, and why. load: the 1-minute load average (None:
+    read it); auto gives a large model as many threads as there are idle cores, at least 1."""
     if setting != "auto":
         return ThreadChoice(int(setting), "training.threads")
     environ = os.environ if environ is None else environ
@@ -59,7 +84,11 @@ def choose_threads(setting, batch_size: int, hidden_size: int, gates: int,
     work = batch_size * hidden_size * gates * hidden_size
     if work < CROSSOVER or cores < 2:
         return ThreadChoice(1, "auto: small matrices, a second thread does not pay")
-    return ThreadChoice(min(cores, MAX_AUTO_THREADS), "auto: large matrices")
+    idle = cores - (busy_cores() if load is None else load)
+    if idle < 1.5:  # a thread that waits for a busy core stalls every product
+        return ThreadChoice(1, f"auto: large matrices, but the machine is busy (load "
+                               f"{cores - idle:.1f} on {cores} cores)")
+    return ThreadChoice(min(cores, int(idle + 0.5), MAX_AUTO_THREADS), "auto: large matrices")
 
 
 @contextlib.contextmanager

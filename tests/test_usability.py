@@ -114,13 +114,15 @@ def test_threads_option_is_validated(names, tmp_path):
     (64, 512, 4, 2),  # an LSTM of 512
 ])
 def test_auto_thread_policy_decision(batch, hidden, gates, expected):
-    choice = choose_threads("auto", batch, hidden, gates, environ={}, cores=2)
+    choice = choose_threads("auto", batch, hidden, gates, environ={}, cores=2, load=0.0)
     assert choice.threads == expected
     assert (batch * hidden * gates * hidden >= CROSSOVER) == (expected > 1)
 
 
 def test_thread_policy_respects_the_users_environment_and_explicit_counts():
     assert choose_threads("auto", 64, 512, 4, {"OPENBLAS_NUM_THREADS": "1"}, 2).threads == 1
+    busy = choose_threads("auto", 64, 512, 4, {}, cores=2, load=1.2)
+    assert busy.threads == 1 and "busy" in busy.reason  # another process holds a core
     chosen = choose_threads("auto", 64, 128, 1, {"OMP_NUM_THREADS": "2"}, 2)
     assert chosen.threads == 2 and "OMP_NUM_THREADS" in chosen.reason
     assert choose_threads(3, 1, 8, 1, {"OPENBLAS_NUM_THREADS": "1"}, 2).threads == 3
