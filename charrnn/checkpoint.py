@@ -19,21 +19,19 @@ hold it and with the shapes the stored config and vocabulary imply, and nothing 
 
 from __future__ import annotations
 
-import glob
 import json
 import math
-import os
-import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from charrnn import safe_io
 from charrnn.config import Config, config_from_yaml_text
 from charrnn.errors import CharRNNError
 from charrnn.model import Model, ModelSpec, param_shapes, state_keys
+from charrnn.safe_io import TEMP_SUFFIX, replacing  # noqa: F401  (TEMP_SUFFIX: re-exported)
 from charrnn.vocab import MAX_VOCAB_SIZE, Vocabulary
 
 FORMAT_NAME = "charrnn-checkpoint"
@@ -44,7 +42,7 @@ V1_NAMES = {"W_xh": "l0.W_xh", "W_hh": "l0.W_hh", "b_h": "l0.b_h", "h": "state.l
 MAX_ARRAY_BYTES = 8 * 2**30  # no array of a checkpoint we could write is this large
 MAX_DEFLATE_RATIO = 1032  # DEFLATE cannot expand data more than this; more is a zip bomb
 TEXT_KEYS = ("format", "config", "meta")
-TEMP_SUFFIX = ".tmp"
+MAX_COUNT = 2**53  # no counter of a real run comes near; JSON keeps integers exact up to here
 
 # meta entries the trainer reads back, and what each must be; other entries are kept as they are
 META_COUNTS = ("step", "optimizer_t", "evals_since_best", "chars_seen", "stream_position")
@@ -78,18 +76,14 @@ class Checkpoint:
 # --- writing -----------------------------------------------------------------------------------
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write atomically: a temporary file in the same directory, fsync, then os.replace.
+    """Write atomically (charrnn.safe_io: a temporary file in the same directory, fsync,
+    os.replace).
 
-    Weights holding NaN or infinity are refused, so a diverged run never replaces the last good
-    checkpoint with one that cannot be loaded.
+    Weights, optimizer state or carried state holding NaN or infinity are refused, so a diverged
+    run never replaces the last good checkpoint with one that cannot be loaded.
     """
     path = Path(path)
-    for name, value in checkpoint.params.items():
-        if not np.all(np.isfinite(value)):
-            raise CharRNNError(
-                f"not writing checkpoint {path}: at step {checkpoint.step} {name} holds NaN or "
-                f"infinite values (the run diverged); the previous checkpoint there is "
-                f"unchanged. Lower training.lr, or turn clipping on (training.clip_mode: value)")
+    _refuse_non_finite(path, checkpoint)
     arrays = {
         "format": np.array(FORMAT_NAME),
         "version": np.array(FORMAT_VERSION, dtype=np.int64),
@@ -101,77 +95,54 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     }
     if checkpoint.state is not None:
         arrays.update(checkpoint.state)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
-        mode = _file_mode(path)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
-                                         dir=path.parent)
-    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
-        raise CharRNNError(f"cannot write checkpoint {path}: {_reason(error)}; choose "
-                           f"another --out or free the path") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)  # mkstemp's 0600 would hide it from other users
+    with replacing(path, "checkpoint", "choose another --out or free the path") as temporary:
+        with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-        _fsync_directory(path.parent)
-    except OSError as error:
-        _remove_quietly(temp_name)
-        raise CharRNNError(f"cannot write checkpoint {path}: {_reason(error)}; the "
-                           f"previous checkpoint there is unchanged") from None
-    except BaseException:
-        _remove_quietly(temp_name)
-        raise
 
 
-def _reason(error: BaseException) -> str:
-    return getattr(error, "strerror", None) or _short(error)
+def _refuse_non_finite(path: Path, checkpoint: Checkpoint) -> None:
+    unchanged = "the previous checkpoint there is unchanged"
+    for name, value in checkpoint.params.items():
+        if not np.all(np.isfinite(value)):
+            raise CharRNNError(
+                f"not writing checkpoint {path}: at step {checkpoint.step} {name} holds NaN or "
+                f"infinite values (the run diverged); {unchanged}. Lower training.lr, or turn "
+                f"clipping on (training.clip_mode: value)")
+    for name, value in checkpoint.optimizer_state.items():
+        if not np.all(np.isfinite(value)):
+            # the weights are finite, so the step size was not the cause: squared gradients
+            # (Adam's v, Adagrad's memory) overflowed
+            raise CharRNNError(
+                f"not writing checkpoint {path}: at step {checkpoint.step} the optimizer state "
+                f"{name} holds NaN or infinite values, while every weight is finite: the "
+                f"gradients grew too large for the optimizer's running sums; {unchanged}. Turn "
+                f"clipping on (training.clip_mode: value or norm, training.clip)")
+    for name, value in (checkpoint.state or {}).items():
+        if not np.all(np.isfinite(value)):
+            raise CharRNNError(
+                f"not writing checkpoint {path}: at step {checkpoint.step} the carried hidden "
+                f"state {name} holds NaN or infinite values; {unchanged}. Lower training.lr, "
+                f"or turn clipping on (training.clip_mode: value)")
 
 
-def _file_mode(path: Path) -> int:
-    """The mode the checkpoint would get if written directly: the old file's, else the umask's."""
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether path is a file charrnn wrote as a checkpoint (its format record says so); read
+    from the zip directory and one small record, never the weights."""
     try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(name: str | Path) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
+        headers = _array_headers(Path(path), "checkpoint")
+        header = headers.get("format")
+        if header is None or header.shape != () or header.dtype.kind != "U":
+            return False
+        with np.load(path, allow_pickle=False) as archive:
+            return str(archive["format"]) == FORMAT_NAME
+    except (CharRNNError, OSError, ValueError, KeyError):
+        return False
 
 
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
-    """Delete temporary files that a killed save left beside path; return what was removed."""
-    path = Path(path)
-    removed = []
-    if path.parent.is_dir():
-        # escaped: in 'run[1].npz' the brackets are part of the name, not a pattern
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
-            _remove_quietly(stale)
-            removed.append(stale)
-    return removed
+    """Delete temporary files that a killed save left beside path; return what was removed.
+    Call it holding the output's lock: every temporary file of path is stale then."""
+    return safe_io.remove_stale_temporaries(path)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -350,15 +321,17 @@ def _meta(text: str, where: str) -> dict:
         raise CharRNNError(f"{where}: its meta record is not a JSON object; the file is damaged")
     for key in META_COUNTS:
         value = meta.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise CharRNNError(f"{where}: meta {key!r} is {value!r}, not a count; the file is "
-                               f"damaged")
+        if (isinstance(value, bool) or not isinstance(value, int) or value < 0
+                or value > MAX_COUNT):
+            raise CharRNNError(f"{where}: meta {key!r} is {safe_io.shown(value, 40)}, not a "
+                               f"count (0 to 2**53); the file is damaged")
     for key in ("best_val_loss", "best_file_loss"):
         best = meta.get(key)
         if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
                                  or not math.isfinite(best)):
             raise CharRNNError(f"{where}: meta {key!r} is {str(best)[:40]!r}, not a finite "
                                f"number; the file is damaged")
+    _check_fingerprint(meta.get("corpus"), where)
     if not isinstance(meta.get("stream_started", False), bool):
         raise CharRNNError(f"{where}: meta 'stream_started' is not true or false; the file is "
                            f"damaged")
@@ -369,6 +342,22 @@ def _meta(text: str, where: str) -> dict:
             raise CharRNNError(f"{where}: its random generator state is invalid, so the run "
                                f"could not resume exactly; the file is damaged") from None
     return meta
+
+
+def _check_fingerprint(fingerprint, where: str) -> None:
+    """meta 'corpus', when there: {"characters": count, "sha256": 64 hex digits}."""
+    if fingerprint is None:
+        return
+    ok = (isinstance(fingerprint, dict) and set(fingerprint) == {"characters", "sha256"}
+          and isinstance(fingerprint["characters"], int)
+          and not isinstance(fingerprint["characters"], bool)
+          and 0 < fingerprint["characters"] <= MAX_COUNT
+          and isinstance(fingerprint["sha256"], str) and len(fingerprint["sha256"]) == 64
+          and all(c in "0123456789abcdef" for c in fingerprint["sha256"]))
+    if not ok:
+        raise CharRNNError(f"{where}: meta 'corpus' (the training text's fingerprint) is "
+                           f"{safe_io.shown(fingerprint, 60)}, not a length and a SHA-256; the "
+                           f"file is damaged")
 
 
 def _expected_shapes(config: Config, vocab: Vocabulary, headers: dict[str, _Header],

@@ -422,7 +422,9 @@ def eval_command(checkpoint, textfile, split, as_json, encoding):
         text = read_text(textfile, encoding, "strict", what="text")
         result = evaluate_text(saved.model, saved.vocab, text, saved.config.data.mode)
     if as_json:
-        click.echo(json.dumps(result))
+        # strict JSON: a value past float64 (perplexity beyond about 709.8 nats) is null
+        click.echo(json.dumps({key: None if isinstance(value, float) and not math.isfinite(value)
+                               else value for key, value in result.items()}))
         return
     click.echo(f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} "
                f"bits/char, perplexity {result['perplexity']:.3f} over {result['characters']} "

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
-from charrnn.config import DEFAULT_CONFIG, load_config
-from charrnn.errors import CharRNNError
+from charrnn.config import DEFAULT_CONFIG, MAX_SEED, load_config
+from charrnn.errors import CharRNNError, Interrupted
+
+# --seed means the same in every command: what training.seed accepts
+SEED = click.IntRange(0, MAX_SEED)
+
+
+def _terminated(signum, frame):
+    raise Interrupted(signum)
 
 
 def friendly_errors(command):
-    """Turn CharRNNError into click's one-line 'Error: ...' and exit status 1."""
+    """Turn CharRNNError into click's one-line 'Error: ...' and exit status 1.
+
+    SIGINT and SIGTERM stop any command at once, with one line and exit status 130 or 143
+    (the trainer catches them itself once it trains); files being written are left as they
+    were, since every write goes through charrnn.safe_io's atomic writer.
+    """
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
         try:
             return command(*args, **kwargs)
         except CharRNNError as error:
@@ -24,6 +40,14 @@ def friendly_errors(command):
             raise click.ClickException(f"out of memory ({str(error) or 'MemoryError'}); lower "
                                        f"model.hidden_size, training.batch_size, --num or "
                                        f"--length") from None
+        except (Interrupted, KeyboardInterrupt) as stop:
+            if not isinstance(stop, Interrupted):
+                stop = Interrupted(signal.SIGINT)
+            click.echo(str(stop), err=True)
+            sys.exit(stop.exit_code)
+        finally:
+            if main_thread and signal.getsignal(signal.SIGTERM) is _terminated:
+                signal.signal(signal.SIGTERM, previous)
     return wrapper
 
 

@@ -20,11 +20,13 @@ from typing import Any
 import yaml
 
 from charrnn.errors import CharRNNError
+from charrnn.safe_io import read_bytes, shown
 
 DEFAULT_CONFIG = "names"  # a shipped config, found by name wherever charrnn is installed
 
 # Sizes past these would allocate gigabytes before the first step; refuse them up front.
 MAX_HIDDEN_SIZE = 16384
+MAX_SEED = 2**63 - 1  # --seed in every command, and training.seed
 MAX_BATCH_TIMES_SEQ = 4_000_000
 
 
@@ -91,7 +93,7 @@ class TrainingConfig:
     clip: float = _spec(5.0, low=0.0, doc="clip threshold; 0 turns clipping off")
     clip_mode: str = _spec("value", choices=("value", "norm", "none"),
                            doc="value: each entry to [-clip, clip]; norm: global L2 norm to clip")
-    seed: int = _spec(0, low=0, doc="seeds weights, batches and samples")
+    seed: int = _spec(0, low=0, high=MAX_SEED, doc="seeds weights, batches and samples")
     eval_every: int = _spec(250, low=1, doc="steps between validation evaluations")
     eval_max_chars: int | None = _spec(None, low=1, nullable=True,
                                        doc="evaluate on about this many validation "
@@ -181,7 +183,7 @@ def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
         raise CharRNNError(f"config {where}: a value is required (got nothing)")
     if kind is bool:
         if not isinstance(value, bool):
-            raise CharRNNError(f"config {where}: expected true or false, got {value!r}")
+            raise CharRNNError(f"config {where}: expected true or false, got {shown(value)}")
         return value
     if kind is float and isinstance(value, str):
         # YAML 1.1 reads 1e-3 (no dot) as a string; a number is what the user meant
@@ -197,21 +199,21 @@ def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
     if kind is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise CharRNNError(f"config {where}: expected {kind.__name__}, got {value!r}")
+        raise CharRNNError(f"config {where}: expected {kind.__name__}, got {shown(value)}")
     if kind is str and "\0" in value:  # no file name or encoding holds one; open() would raise
-        raise CharRNNError(f"config {where}: {value!r} holds a NUL character")
+        raise CharRNNError(f"config {where}: {shown(value)} holds a NUL character")
     if kind is float and not math.isfinite(value):
-        raise CharRNNError(f"config {where}: must be a finite number, got {value!r}")
+        raise CharRNNError(f"config {where}: must be a finite number, got {shown(value)}")
     if rules["choices"] and value not in rules["choices"]:
         raise CharRNNError(f"config {where}: must be one of {', '.join(rules['choices'])}, "
-                           f"got {value!r}{_closest(str(value), rules['choices'])}")
+                           f"got {shown(value)}{_closest(str(value)[:100], rules['choices'])}")
     low, high = rules["low"], rules["high"]
     if low is not None and (value < low or (rules["low_open"] and value == low)):
         bound = ">" if rules["low_open"] else ">="
-        raise CharRNNError(f"config {where}: must be {bound} {low}, got {value!r}")
+        raise CharRNNError(f"config {where}: must be {bound} {low}, got {shown(value)}")
     if high is not None and (value > high or (rules["high_open"] and value == high)):
         bound = "<" if rules["high_open"] else "<="
-        raise CharRNNError(f"config {where}: must be {bound} {high}, got {value!r}")
+        raise CharRNNError(f"config {where}: must be {bound} {high}, got {shown(value)}")
     return value
 
 
@@ -220,13 +222,14 @@ def _section_from_mapping(name: str, values: Any):
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise CharRNNError(f"config {name}: expected a mapping of keys, got {values!r}")
+        raise CharRNNError(f"config {name}: expected a mapping of keys, got {shown(values)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     checked = {}
     for key, value in values.items():
         if key not in fields:
-            raise CharRNNError(f"config {name}: unknown key {key!r}{_closest(str(key), fields)}; "
-                               f"valid keys: {', '.join(fields)}")
+            raise CharRNNError(f"config {name}: unknown key {shown(key)}"
+                               f"{_closest(str(key)[:100], fields)}; valid keys: "
+                               f"{', '.join(fields)}")
         checked[key] = _check_value(f"{name}.{key}", value, fields[key])
     return cls(**checked)
 
@@ -240,8 +243,9 @@ def from_mapping(mapping: Any) -> Config:
                            f"got {type(mapping).__name__}")
     for key in mapping:
         if key not in SECTIONS:
-            raise CharRNNError(f"config: unknown section {key!r}{_closest(str(key), SECTIONS)}; "
-                               f"valid sections: {', '.join(SECTIONS)}")
+            raise CharRNNError(f"config: unknown section {shown(key)}"
+                               f"{_closest(str(key)[:100], SECTIONS)}; valid sections: "
+                               f"{', '.join(SECTIONS)}")
     config = Config(**{name: _section_from_mapping(name, mapping.get(name)) for name in SECTIONS})
     _check_sizes(config)
     return config
@@ -254,10 +258,10 @@ def _check_sizes(config: Config) -> None:
                            f"cell rnn; an {model.cell} cell has its own gates (remove "
                            f"model.activation or set model.cell: rnn)")
     if Path(config.training.out).name in ("", ".", ".."):
-        raise CharRNNError(f"config training.out: {config.training.out!r} is a directory, not a "
-                           f"checkpoint file; give e.g. checkpoints/run.npz")
+        raise CharRNNError(f"config training.out: {shown(config.training.out)} is a directory, "
+                           f"not a checkpoint file; give e.g. checkpoints/run.npz")
     if Path(config.training.out).suffix in (".jsonl", ".csv"):
-        raise CharRNNError(f"config training.out: {config.training.out!r} would be its own "
+        raise CharRNNError(f"config training.out: {shown(config.training.out)} would be its own "
                            f"metrics log; give the checkpoint a .npz name")
     cells = config.training.batch_size * config.training.seq_length
     if cells > MAX_BATCH_TIMES_SEQ:
@@ -265,9 +269,44 @@ def _check_sizes(config: Config) -> None:
                            f"{MAX_BATCH_TIMES_SEQ}; lower one of them")
 
 
+MAX_YAML_CHARS = 1 << 20  # a config is a few hundred bytes
+MAX_YAML_NODES = 10_000
+MAX_YAML_DEPTH = 64
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (`*name`), and with bounded nesting and node count,
+    so a few hundred bytes cannot expand into gigabytes (the "billion laughs")."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._nodes = self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a charrnn config: write the "
+                "value out", mark)
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES or self._depth >= MAX_YAML_DEPTH:
+            too = (f"more than {MAX_YAML_NODES} values" if self._nodes > MAX_YAML_NODES
+                   else f"nesting deeper than {MAX_YAML_DEPTH} levels")
+            raise yaml.composer.ComposerError(None, None, f"{too}; a charrnn config has a few "
+                                              "dozen", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def parse_yaml(text: str, where: str) -> Any:
+    if len(text) > MAX_YAML_CHARS:
+        raise CharRNNError(f"{where}: {len(text)} characters of YAML, more than a config can "
+                           f"need ({MAX_YAML_CHARS}); pass the right file")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         place = f" line {mark.line + 1}" if mark is not None else ""
@@ -285,11 +324,12 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     key, sep, raw = item.partition("=")
     section, dot, name = key.strip().partition(".")
     if not sep or not dot or not name:
-        raise CharRNNError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. training.lr=0.05")
+        raise CharRNNError(f"--set {shown(item)}: expected SECTION.KEY=VALUE, e.g. "
+                           f"training.lr=0.05")
     if section not in SECTIONS:
-        raise CharRNNError(f"--set {item!r}: unknown section {section!r}"
+        raise CharRNNError(f"--set {shown(item)}: unknown section {shown(section)}"
                            f"{_closest(section, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
-    return section, name, parse_yaml(raw, f"--set {item!r}")
+    return section, name, parse_yaml(raw, f"--set {shown(item)}")
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -316,7 +356,7 @@ def config_path(name_or_path: str | Path | None) -> Path:
     shipped = shipped_configs()
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
-    raise CharRNNError(f"config {str(name_or_path)!r} is neither a file nor a shipped config; "
+    raise CharRNNError(f"config {shown(str(name_or_path))} is neither a file nor a shipped config; "
                        f"shipped: {', '.join(shipped)}")
 
 
@@ -329,15 +369,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     corpus travel together); overrides, like --corpus, are relative to the current directory,
     and so is training.out (outputs go where you run)."""
     path = config_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise CharRNNError(f"config file {path} not found; pass --config with an existing "
                            f"YAML file or a shipped config's name "
-                           f"({', '.join(shipped_configs())})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise CharRNNError(f"config file {path} cannot be read ({error}); pass a readable "
-                           f"UTF-8 YAML file") from None
+                           f"({', '.join(shipped_configs())})")
+    raw = read_bytes(path, "config file", MAX_YAML_CHARS, "a charrnn config is a few hundred "
+                     "bytes: pass the right file")  # a pipe or device too, read once, bounded
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CharRNNError(f"config file {path} cannot be read ({error.reason} at byte "
+                           f"{error.start}); pass a readable UTF-8 YAML file") from None
     mapping = parse_yaml(text, str(path))
     if mapping is None:
         mapping = {}

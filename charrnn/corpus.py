@@ -13,26 +13,116 @@ The corpus is held as one integer index array; batches are whole-array gathers f
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from charrnn.corpus_cache import encode_file, normalise_lines, text_chunks
+from charrnn.corpus_cache import encode_file, normalise_lines, scan_text, text_chunks
 from charrnn.errors import CharRNNError
 from charrnn.vocab import BOUNDARY, Vocabulary
 
 # A split's stream needs seq_length + 1 characters: seq_length inputs and the next one as target.
 MIN_STREAM_EXTRA = 1
+FINGERPRINT_CHUNK = 1 << 20
 
 
 def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict",
               what: str = "corpus") -> str:
-    """The file's text; a missing, unreadable, empty or undecodable file is a CharRNNError."""
+    """The file's text, read once (a pipe or device up to a cap); a missing, unreadable, empty
+    or undecodable file is a CharRNNError."""
     text = "".join(text_chunks(Path(path), encoding, errors, lines=False, what=what))
     if not text:
         raise CharRNNError(f"{what} {path} is empty; give it some text")
     return text
+
+
+def text_start(path: str | Path, max_chars: int, encoding: str = "utf-8",
+               errors: str = "strict", what: str = "corpus") -> str:
+    """The first max_chars characters of a regular file, reading no more of it than that."""
+    pieces, count = [], 0
+    for text in scan_text(path, encoding, errors, what=what):
+        pieces.append(text[: max_chars - count])
+        count += len(pieces[-1])
+        if count >= max_chars:
+            break
+    text = "".join(pieces)
+    if not text:
+        raise CharRNNError(f"{what} {path} is empty; give it some text")
+    return text
+
+
+def longest_line(path: str | Path, max_chars: int, encoding: str = "utf-8",
+                 errors: str = "strict", what: str = "corpus") -> str:
+    """The longest line of a regular file (its first max_chars characters if longer), in one
+    pass and memory bounded by a chunk and max_chars."""
+    best, current = "", ""
+    for text in scan_text(path, encoding, errors, lines=True, what=what):
+        pieces = text.split("\n")
+        pieces[0] = current + pieces[0]
+        for line in pieces[:-1]:
+            if len(line) > len(best):
+                best = line[:max_chars]
+        current = pieces[-1][:max_chars]  # a longer line is cut: the cut is all that is kept
+    if len(current) > len(best):
+        best = current
+    if not best:
+        raise CharRNNError(f"{what} {path} has no non-empty line")
+    return best
+
+
+class KnownLines:
+    """Which of a few lines a corpus holds (lines mode: one example a line).
+
+    `check(lines)` reads the corpus once for all the lines not yet asked about, in memory bounded
+    by one chunk and the longest of them, and remembers the answers; `line in known` uses them.
+    """
+
+    def __init__(self, path: str | Path, encoding: str = "utf-8", errors: str = "strict"):
+        self.path, self.encoding, self.errors = Path(path), encoding, errors
+        self._answers: dict[str, bool] = {}
+
+    def check(self, lines: Iterable[str]) -> None:
+        wanted = {line for line in lines if line not in self._answers}
+        if not wanted:
+            return
+        longest = max(map(len, wanted))
+        found: set[str] = set()
+        current = ""
+        for text in scan_text(self.path, self.encoding, self.errors, lines=True):
+            pieces = text.split("\n")
+            pieces[0] = current + pieces[0]
+            current = pieces.pop()[: longest + 1]  # longer than every candidate stays so
+            found.update(wanted.intersection(pieces))
+        found.update(wanted.intersection([current]))
+        self._answers.update((line, line in found) for line in wanted)
+
+    def __contains__(self, line: str) -> bool:
+        self.check([line])
+        return self._answers[line]
+
+
+def corpus_fingerprint(vocab: Vocabulary, tokens: np.ndarray) -> dict:
+    """What identifies a training text: its length in characters and the SHA-256 of its code
+    points (UTF-32-LE), whatever the file's encoding and whichever vocabulary indexes it."""
+    digest = hashlib.sha256()
+    for first in range(0, len(tokens), FINGERPRINT_CHUNK):
+        chunk = np.asarray(tokens[first: first + FINGERPRINT_CHUNK])
+        digest.update(vocab.codes[chunk].astype("<u4").tobytes())
+    return {"characters": int(len(tokens)), "sha256": digest.hexdigest()}
+
+
+def fingerprint_difference(saved: dict | None, now: dict | None) -> str | None:
+    """None when the texts are the same (or the checkpoint predates fingerprints), else how
+    they differ, for an error message."""
+    if not saved or not now or saved == now:
+        return None
+    if saved["characters"] != now["characters"]:
+        return f"{saved['characters']} characters then, {now['characters']} now"
+    return (f"the same length, other text: sha256 {saved['sha256'][:12]}... then, "
+            f"{now['sha256'][:12]}... now")
 
 
 @dataclass
@@ -81,6 +171,7 @@ class Corpus:
     mode: str
     train: Split
     val: Split | None
+    fingerprint: dict | None = None  # corpus_fingerprint of the whole text, train and val
 
 
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +193,10 @@ def build_corpus(text: str, mode: str, val_fraction: float, seed: int,
             vocab = Vocabulary.from_text(text, extra=BOUNDARY)
     elif vocab is None:
         vocab = Vocabulary.from_text(text)
-    return corpus_from_tokens(vocab.encode(text, where), vocab, mode, val_fraction, seed, where)
+    tokens = vocab.encode(text, where)
+    corpus = corpus_from_tokens(tokens, vocab, mode, val_fraction, seed, where)
+    corpus.fingerprint = corpus_fingerprint(vocab, tokens)
+    return corpus
 
 
 def corpus_from_tokens(tokens: np.ndarray, vocab: Vocabulary, mode: str, val_fraction: float,
@@ -134,7 +228,9 @@ def load_corpus(path: str | Path, mode: str, val_fraction: float, seed: int,
                 errors: str = "strict", use_cache: bool = True) -> Corpus:
     """Read, encode (once: see corpus_cache) and split the corpus file."""
     vocab, tokens = encode_file(path, mode, vocab, encoding, errors, use_cache)
-    return corpus_from_tokens(tokens, vocab, mode, val_fraction, seed, f"corpus {path}")
+    corpus = corpus_from_tokens(tokens, vocab, mode, val_fraction, seed, f"corpus {path}")
+    corpus.fingerprint = corpus_fingerprint(vocab, tokens)
+    return corpus
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""The one exception type that charrnn raises for anything a user can fix."""
+"""The one exception type that charrnn raises for anything a user can fix, and the stop that a
+signal asks for before anything was written."""
+
+import signal
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class CharRNNError(Exception):
@@ -6,3 +11,15 @@ class CharRNNError(Exception):
 
     The CLI prints the message (no traceback) and exits non-zero; library callers can catch it.
     """
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM while a command reads or prepares (nothing written yet): it stops at
+    once. A BaseException, like KeyboardInterrupt, so no `except Exception` turns it into an
+    error about a file; the CLI prints the message and exits 130 or 143."""
+
+    def __init__(self, signum: int, message: str = ""):
+        self.signum = signum
+        self.exit_code = EXIT_CODES.get(signum, 1)
+        name = signal.Signals(signum).name
+        super().__init__(message or f"interrupted by {name}; no file was written or changed")

@@ -6,7 +6,14 @@ import math
 
 import numpy as np
 
-from charrnn.corpus import Split, eval_batches, line_split, load_corpus, normalise_lines
+from charrnn.corpus import (
+    Split,
+    eval_batches,
+    fingerprint_difference,
+    line_split,
+    load_corpus,
+    normalise_lines,
+)
 from charrnn.errors import CharRNNError
 from charrnn.model import Model
 from charrnn.vocab import Vocabulary
@@ -41,8 +48,16 @@ def _summary(total: float, count: int, where: str) -> dict:
         raise CharRNNError(f"no characters of {where} could be scored: it is too short or every "
                            f"line or run holds characters outside the vocabulary")
     nats = total / count
-    return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": math.exp(nats),
+    return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": perplexity(nats),
             "characters": count}
+
+
+def perplexity(nats: float) -> float:
+    """exp(nats per character); inf past about 709.8 nats, where a float64 overflows."""
+    try:
+        return math.exp(nats)
+    except OverflowError:
+        return math.inf
 
 
 def evaluate_text(model: Model, vocab: Vocabulary, text: str, mode: str,
@@ -86,6 +101,12 @@ def evaluate_corpus_split(saved, which: str = "val") -> dict:
     data, training = saved.config.data, saved.config.training
     corpus = load_corpus(data.corpus, data.mode, data.val_fraction, training.seed, saved.vocab,
                          data.encoding, data.errors, use_cache=data.cache)
+    changed = fingerprint_difference(saved.meta.get("corpus"), corpus.fingerprint)
+    if changed:  # its lines would be split anew: training lines would leak into validation
+        raise CharRNNError(f"the corpus {data.corpus} changed since this checkpoint was trained "
+                           f"({changed}), so its {which} split is no longer the one training "
+                           f"held out; restore the corpus, or evaluate on a file: charrnn eval "
+                           f"--checkpoint CHECKPOINT TEXTFILE")
     split = corpus.val if which == "val" else corpus.train
     if split is None:
         raise CharRNNError(f"the checkpoint's corpus {data.corpus} has no validation split "

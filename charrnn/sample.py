@@ -32,6 +32,19 @@ TOP_P_ROUNDING = 1e-12  # a probability mass within this of top_p counts as reac
 BEAM_SCORES = ("total", "mean")
 
 
+def _scaled(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """logits / temperature; where a temperature so small overflows that (1e-320, say), the
+    row's limit as T -> 0: the likeliest characters alone (greedy), never NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = logits / temperature
+    overflowed = ~np.isfinite(scaled).all(axis=-1, keepdims=True) & np.isfinite(logits).all(
+        axis=-1, keepdims=True)
+    if overflowed.any():
+        likeliest = logits == logits.max(axis=-1, keepdims=True)
+        scaled = np.where(overflowed, np.where(likeliest, 0.0, -np.inf), scaled)
+    return scaled
+
+
 def probabilities(logits: np.ndarray, temperature: float = 1.0,
                   top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
     """softmax(logits / temperature) over the last axis, restricted to the top_k entries, then
@@ -40,7 +53,7 @@ def probabilities(logits: np.ndarray, temperature: float = 1.0,
     if temperature <= 0:
         raise CharRNNError(f"temperature must be > 0, got {temperature}; use --greedy for the "
                            f"likeliest character every time")
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled = _scaled(np.asarray(logits, dtype=np.float64), temperature)
     if top_k is not None and top_k < scaled.shape[-1]:
         kth = np.partition(scaled, -top_k, axis=-1)[..., -top_k, None]
         scaled = np.where(scaled < kth, -np.inf, scaled)

@@ -7,8 +7,6 @@ state, best validation loss) goes into the checkpoint.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import resource
@@ -29,11 +27,13 @@ from charrnn.checkpoint import (
     save_checkpoint,
 )
 from charrnn.config import Config
-from charrnn.corpus import Corpus, LineBatches, StreamBatches, load_corpus
-from charrnn.errors import CharRNNError
+from charrnn.corpus import Corpus, LineBatches, StreamBatches, fingerprint_difference, load_corpus
+from charrnn.errors import CharRNNError, Interrupted
 from charrnn.evaluate import LN2, evaluate_split
+from charrnn.metrics_log import append_record, log_output, read_log, trim_log
 from charrnn.model import Model, ModelSpec, param_shapes
 from charrnn.optim import Layout, clip_gradients, grad_norm, make_optimizer
+from charrnn.safe_io import Output, check_outputs, check_writable, output_lock, same_file
 from charrnn.sample import sample_names, sample_text
 from charrnn.threads import blas_threads, choose_threads
 from charrnn.workspace import Workspace
@@ -105,11 +105,20 @@ def mode_warnings(corpus: Corpus, config: Config) -> list[str]:
 
 
 class _SignalCatcher:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (main thread only)."""
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (main thread only).
+
+    While the run is being set up (the corpus read, decoded and cached, a checkpoint loaded),
+    nothing is saved yet, so a signal stops it at once: Interrupted, even out of a blocking read
+    of a pipe that no one writes to. `training()` switches to the flag for the loop.
+    """
 
     def __init__(self):
         self.signum: int | None = None
+        self.setting_up = True
         self._previous = {}
+
+    def training(self) -> None:
+        self.setting_up = False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -118,6 +127,9 @@ class _SignalCatcher:
         return self
 
     def _catch(self, signum, frame):
+        if self.setting_up:
+            raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} before "
+                                      f"training started; nothing was trained or saved")
         self.signum = self.signum or signum  # a second Ctrl-C during the save changes nothing
 
     def __exit__(self, *exc):
@@ -125,31 +137,39 @@ class _SignalCatcher:
             signal.signal(signum, handler)
 
 
-@contextlib.contextmanager
 def _output_lock(out: Path):
     """An exclusive lock beside the checkpoint, so two runs never write the same file."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no locking
-        yield
-        return
-    target = out.resolve()  # two names (symlinks) for one file take one lock
-    lock_file = target.with_name(f".{target.name}.lock")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_file, "a+")
-    except OSError as error:
-        raise CharRNNError(f"cannot write to {out.parent}: {error.strerror}; choose another "
-                           f"--out") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise CharRNNError(f"another charrnn train is writing {out}; wait for it, or pass "
-                               f"another --out") from None
-        yield
-    finally:
-        handle.close()
+    return output_lock(out, f"another charrnn train is writing {out}; wait for it, or pass "
+                            f"another --out")
+
+
+def run_outputs(config: Config) -> list[Output]:
+    """The files a run writes: the checkpoint, its best, and the metrics log."""
+    out = Path(config.training.out)
+    hint = "choose another --out or free the path"
+    return [Output(out, "checkpoint", hint, instead="pass another --out"),
+            Output(best_path(out), "the best checkpoint", "choose another --out", derived=True),
+            log_output(log_path(out, config.training.log_format))]
+
+
+def check_run_files(config: Config, resume: str | Path | None = None,
+                    init_from: str | Path | None = None) -> None:
+    """Before any work: no output is an input (the corpus, --init-from, a --resume written
+    elsewhere), every output is a regular file charrnn may replace, and each can be written."""
+    out = Path(config.training.out)
+    inputs = {"the corpus": config.data.corpus, "--init-from": init_from,
+              "--resume": None if resume is None or same_file(resume, out) else resume}
+    outputs = run_outputs(config)
+    check_outputs(inputs, outputs)
+    for item in outputs:
+        check_writable(item)
+    for item in outputs[:2]:  # an existing file there is replaced: it must be a checkpoint
+        if item.path.exists() and item.path.stat().st_size and not same_file(item.path, resume):
+            from charrnn.checkpoint import is_checkpoint
+            if not is_checkpoint(item.path):
+                raise CharRNNError(f"{item.what} {item.path} exists and is not a charrnn "
+                                   f"checkpoint; charrnn will not replace it: {item.hint}")
+    read_log(outputs[2].path, config.training.log_format)  # refuses a file that is not ours
 
 
 class ParamViews(dict):
@@ -231,6 +251,8 @@ class Run:
         if isinstance(self.batches, StreamBatches):
             meta["stream_position"] = self.batches.position
             meta["stream_started"] = self.batches.started
+        if self.corpus.fingerprint is not None:
+            meta["corpus"] = self.corpus.fingerprint  # --resume refuses another text
         return meta
 
     def checkpoint(self) -> Checkpoint:
@@ -344,6 +366,13 @@ def start_run(config: Config, resume: str | Path | None = None,
             raise CharRNNError(f"--resume {resume}: the model settings differ from the "
                                f"checkpoint's; resume without changing model.*")
         corpus = _load_for(config, saved.vocab)
+        changed = fingerprint_difference(saved.meta.get("corpus"), corpus.fingerprint)
+        if changed:
+            raise CharRNNError(f"--resume {resume}: the corpus {config.data.corpus} is not the "
+                               f"text this run was trained on ({changed}); a resumed run must "
+                               f"see the same text. To train these weights on this text, start "
+                               f"a new run from them: charrnn train --init-from {resume} "
+                               f"--corpus {config.data.corpus} --out NEW.npz")
         run = Run(config, corpus, saved.params, saved.step, saved.meta, saved.optimizer_state,
                   saved.state)
         if saved.config.training.optimizer != config.training.optimizer:
@@ -395,51 +424,6 @@ class Trainer:
         return Path(path)
 
 
-def _trim_log(path: Path, step: int, log_format: str) -> None:
-    """Keep the log's records up to the resumed checkpoint's step; drop any line a kill cut."""
-    if not path.exists():
-        return
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    except (OSError, UnicodeDecodeError):
-        return
-    kept = []
-    for number, line in enumerate(lines):
-        if not line.endswith("\n"):
-            continue
-        if log_format == "csv" and number == 0:
-            kept.append(line)
-            continue
-        try:
-            record_step = (json.loads(line)["step"] if log_format == "jsonl"
-                           else int(line.split(",", 1)[0]))
-        except (ValueError, KeyError, TypeError, IndexError):
-            continue
-        if isinstance(record_step, int) and record_step <= step:
-            kept.append(line)
-    if kept != lines:
-        temporary = path.with_name(f".{path.name}.trim")
-        temporary.write_text("".join(kept), encoding="utf-8")
-        os.replace(temporary, path)
-
-
-def _append_log(path: Path, record: dict, log_format: str, fresh: bool) -> None:
-    mode = "w" if fresh else "a"
-    try:
-        with open(path, mode, encoding="utf-8") as handle:
-            if log_format == "jsonl":
-                handle.write(json.dumps(record) + "\n")
-            else:
-                if fresh or handle.tell() == 0:
-                    handle.write(",".join(record) + "\n")
-                handle.write(",".join("" if v is None else str(v)
-                                      for v in record.values()) + "\n")
-    except OSError as error:
-        raise CharRNNError(f"cannot write the metrics log {path}: {error.strerror or error}; "
-                           f"the checkpoint at this step was saved; free the path or pass "
-                           f"another --out") from None
-
-
 def train(config: Config, *, resume: str | Path | None = None,
           init_from: str | Path | None = None, progress: bool | None = None,
           report: Callable[[str, str], None] | None = None) -> TrainResult:
@@ -457,21 +441,24 @@ def train(config: Config, *, resume: str | Path | None = None,
     out = Path(training.out)
     for warning in stability_warnings(config):
         report("warning", f"warning: {warning}")
+    check_run_files(config, resume, init_from)  # before any work, not after it
+    logfile = log_path(out, training.log_format)
     with _output_lock(out), _SignalCatcher() as signals:
-        remove_stale_temporaries(out)
-        remove_stale_temporaries(best_path(out))
+        for path in (out, best_path(out), logfile):
+            remove_stale_temporaries(path)
         run = start_run(config, resume, init_from)
+        check_writable(run_outputs(config)[0], need_bytes=_checkpoint_bytes(run))
         for note in [*run.notes, *mode_warnings(run.corpus, config)]:
             report("warning", note)
         spec = run.model.spec
         threads = choose_threads(training.threads, training.batch_size, spec.hidden_size,
                                  run.model.cell.gates)
         report("info", start_line(run, threads, out))
-        logfile = log_path(out, training.log_format)
         # a resumed run continues its own log; written to another --out, it starts one
-        fresh_log = resume is None or Path(resume).resolve() != out.resolve()
+        fresh_log = resume is None or not same_file(resume, out)
         if not fresh_log:
-            _trim_log(logfile, run.step, training.log_format)
+            trim_log(logfile, run.step, training.log_format)
+        signals.training()  # from here a signal is a flag: the loop saves, then stops
         if run.step >= training.steps:
             report("info", f"{resume or 'the run'} is already at step {run.step}, at or past "
                            f"--steps {training.steps}; nothing to do")
@@ -502,7 +489,7 @@ def train(config: Config, *, resume: str | Path | None = None,
                         record = _metrics(run, window, val_loss)
                         history.append(record)
                         try:
-                            _append_log(logfile, record, training.log_format, fresh_log)
+                            append_record(logfile, record, training.log_format, fresh_log)
                         except CharRNNError:
                             save_checkpoint(out, run.checkpoint())  # keep the steps so far
                             raise
@@ -602,6 +589,14 @@ def _duration(seconds: float) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def _checkpoint_bytes(run: Run) -> int:
+    """About what the first checkpoint takes on disk: its arrays and a little for the rest."""
+    arrays = [*run.params.values(), *run.optimizer.state_arrays().values()]
+    if run.state is not None:
+        arrays += list(run.model.state_to_arrays(run.state).values())
+    return sum(array.nbytes for array in arrays) + 64 * 1024
 
 
 def _new_window() -> dict:

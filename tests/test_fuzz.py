@@ -420,7 +420,11 @@ MAPPINGS = st.dictionaries(KEYS, VALUES, max_size=4) | VALUES
 
 
 def shipped_configs() -> list[dict]:
-    return [yaml.safe_load(path.read_text()) for path in sorted((REPO / "configs").glob("*.yaml"))]
+    """The shipped run configs (not sweep plans, which have sections of their own)."""
+    documents = [yaml.safe_load(path.read_text())
+                 for path in sorted((REPO / "configs").glob("*.yaml"))]
+    return [doc for doc in documents if isinstance(doc, dict)
+            and set(doc) <= {"data", "model", "training"}]
 
 
 @st.composite

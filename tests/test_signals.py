@@ -99,9 +99,11 @@ def finish_and_compare(directory: Path, target: int) -> None:
 def test_sigkill_at_random_moments_leaves_the_old_or_new_checkpoint_never_a_partial_one(run_dir):
     rng = random.Random(9)
     saved_step, seen, lost, left_behind = 0, False, [], 0
-    for _ in range(KILLS):
+    for kill in range(KILLS):
         offset = log_size(run_dir) if (run_dir / OUT).exists() else 0  # a fresh run truncates
         process = start(run_dir)
+        if kill % 2:  # on a loaded machine starting up can take longer than the whole window
+            wait_for_training(run_dir, process, offset)
         deadline = time.monotonic() + rng.uniform(0.05, 1.0)
         while time.monotonic() < deadline:  # watch the file appear, to know it must stay
             seen = seen or (run_dir / OUT).exists()
@@ -174,17 +176,22 @@ def test_two_quick_sigints_corrupt_nothing(run_dir):
 
 
 # The child sends itself SIGINT inside every save: before np.savez writes a byte and again
-# before the fsync. The first lands in an ordinary save and stops the run; the others land in
-# the save that follows it, exactly the "second Ctrl-C during the save".
+# before each fsync from then on. The first lands in an ordinary save and stops the run; the
+# others land in the save that follows it, exactly the "second Ctrl-C during the save". (Before
+# the first save, fsyncs of the corpus cache and the log are left alone: a signal there stops
+# the setup at once, which test_safety.py covers.)
 SIGINT_INSIDE_EVERY_SAVE = """
 import os, runpy, signal, sys
 import numpy as np
 savez, fsync = np.savez, os.fsync
+saving = []
 def interrupted_savez(*args, **kwargs):
+    saving.append(True)
     os.kill(os.getpid(), signal.SIGINT)
     return savez(*args, **kwargs)
 def interrupted_fsync(fd):
-    os.kill(os.getpid(), signal.SIGINT)
+    if saving:
+        os.kill(os.getpid(), signal.SIGINT)
     return fsync(fd)
 np.savez, os.fsync = interrupted_savez, interrupted_fsync
 sys.argv = ["charrnn"] + sys.argv[1:]

@@ -197,11 +197,28 @@ def test_resume_with_patience_stops_where_the_uninterrupted_run_stops(names_file
 
 
 def test_a_log_that_cannot_be_written_is_our_error_and_the_checkpoint_is_saved(names_file,
-                                                                               tmp_path):
+                                                                               tmp_path,
+                                                                               monkeypatch):
+    import errno
+    import os
+
+    import charrnn.safe_io
     from charrnn.errors import CharRNNError
     config = tiny_config(names_file, tmp_path / "n.npz", steps=20, eval_every=10,
                          checkpoint_every=0)
-    log_path(config.training.out).mkdir()  # a directory where the log should be
+    log_path(config.training.out).mkdir()  # a directory where the log should be: refused
+    with pytest.raises(CharRNNError, match="cannot write the metrics log"):  # before training
+        train(config, progress=False, report=quiet)
+    assert not (tmp_path / "n.npz").exists()
+    log_path(config.training.out).rmdir()
+    replace = os.replace
+
+    def disk_full_for_the_log(source, target):  # a failure no pre-flight check can foresee
+        if str(target).endswith(".jsonl"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return replace(source, target)
+
+    monkeypatch.setattr(charrnn.safe_io.os, "replace", disk_full_for_the_log)
     with pytest.raises(CharRNNError, match="cannot write the metrics log"):
         train(config, progress=False, report=quiet)
     assert load_checkpoint(config.training.out).step == 10
