@@ -14,7 +14,7 @@ import numpy as np
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint
 from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
-from charrnn.corpus import normalise_lines, read_text
+from charrnn.corpus import longest_line, normalise_lines, read_text, text_start
 from charrnn.errors import CharRNNError
 from charrnn.gradflow import (
     SATURATION,
@@ -29,6 +29,7 @@ from charrnn.gradflow import (
     compare_curves,
     impulse_response,
 )
+from charrnn.safe_io import check_outputs
 from charrnn.sample import sample_text
 
 DEFAULT_LENGTH = 50
@@ -78,9 +79,12 @@ def default_text(saved: Checkpoint, length: int) -> tuple[str, str]:
     start. When the corpus cannot be read, the model's own sample from a fixed seed instead."""
     data = saved.config.data
     lines = data.mode == "lines"
-    try:
-        text = read_text(data.corpus, data.encoding, data.errors)
-        origin = f"corpus {data.corpus}"
+    try:  # only what is needed, in one bounded pass: never the whole corpus in memory
+        if lines:
+            line = longest_line(data.corpus, length + 1, data.encoding, data.errors)
+            return line, f"the longest line of corpus {data.corpus}"
+        text = text_start(data.corpus, length + 1, data.encoding, data.errors)
+        return text, f"the start of corpus {data.corpus}"
     except CharRNNError:
         text = sample_text(saved.model, saved.vocab, max(length + 1, SAMPLE_LENGTH),
                            np.random.default_rng(SAMPLE_SEED), reset_at_boundary=lines)
@@ -124,10 +128,13 @@ def gradflow(checkpoint, compared, text_file, prime, length, impulse, as_json, p
     if plot_path:
         from charrnn.plots import require_matplotlib
         require_matplotlib()  # fail before the work, not after it
+    path = None if compared else Path(checkpoint) if checkpoint else default_checkpoint()
+    check_outputs({"--checkpoint": path, "--text": text_file,
+                   **{f"--compare #{i}": p for i, p in enumerate(compared, start=1)}},
+                  {"--plot": plot_path})  # before any work: never write over an input
     if compared:
         _compare([Path(p) for p in compared], text_file, prime, length, as_json, plot_path)
         return
-    path = Path(checkpoint) if checkpoint else default_checkpoint()
     saved = load_checkpoint(path)
     text, source = chunk_text(saved, text_file, prime, length)
     ids = saved.vocab.encode(text, source)
@@ -397,24 +404,19 @@ def plot(log, out):
     from charrnn.plots import draw_training_curves, read_metrics, require_matplotlib, save_figure
 
     require_matplotlib()
-    _refuse_checkpoint(Path(log))
-    records = read_metrics(log)
     out = Path(out) if out else Path(log).with_suffix(".png")
-    if out.resolve() == Path(log).resolve():
-        raise click.BadParameter("would overwrite the log; choose a .png path", param_hint="--out")
+    check_outputs({"LOG": log}, {"--out": out})  # before any work: never write over the log
+    records = read_metrics(log, refuse=_refuse_checkpoint)
     figure = draw_training_curves(records, title=Path(log).name)
     click.echo(f"wrote {save_figure(figure, out)} ({len(records)} evaluations, last step "
-               f"{int(records[-1]['step'])})")
+               f"{records[-1]['step']:.15g})")
 
 
-def _refuse_checkpoint(path: Path) -> None:
-    """A checkpoint (a zip archive) given where a log belongs: say which file to pass."""
-    try:
-        with open(path, "rb") as handle:
-            is_zip = handle.read(4) == b"PK\x03\x04"
-    except OSError:
-        return  # read_metrics reports what is wrong with the path
-    if is_zip:
+def _refuse_checkpoint(path: Path, data: bytes) -> None:
+    """A checkpoint (a zip archive) given where a log belongs: say which file to pass.
+
+    data: the file's bytes, read once by read_metrics (a FIFO could not be read twice)."""
+    if data.startswith(b"PK\x03\x04"):
         log = path.with_suffix(".jsonl")
         raise CharRNNError(f"{path} is a checkpoint, not a metrics log; pass its log, "
                            f"e.g. charrnn plot {log}")

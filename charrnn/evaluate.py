@@ -36,6 +36,39 @@ def score_split(model: Model, split: Split, mode: str, batch_size: int = 64,
     return total, count
 
 
+def stream_segments(tokens: np.ndarray, batch_size: int, seq_length: int) -> list[np.ndarray]:
+    """The contiguous streams eval_batches cuts a stream-mode split into (each from a zero
+    state; every character but a stream's first is predicted)."""
+    streams = max(1, min(batch_size, (len(tokens) - 1) // max(seq_length, 1)))
+    stride = len(tokens) // streams
+    return [tokens[i * stride:(i + 1) * stride] for i in range(streams)]
+
+
+def score_segments(model: Model, segments: list[np.ndarray], batch_size: int = 64,
+                   seq_length: int = 100) -> tuple[float, int]:
+    """(sum of nats, characters scored) over many independent streams of any lengths, each
+    from a zero state, batch_size of them side by side (longest first, so little padding) and
+    seq_length steps at a time with the state carried: the same sums as scoring each alone."""
+    total, count = 0.0, 0
+    order = sorted(range(len(segments)), key=lambda i: -len(segments[i]))
+    for first in range(0, len(order), batch_size):
+        group = [segments[i] for i in order[first:first + batch_size]]
+        lengths = np.array([len(g) for g in group])
+        grid = np.zeros((int(lengths.max()), len(group)), dtype=np.int64)
+        for lane, segment in enumerate(group):
+            grid[:len(segment), lane] = segment
+        targets = np.arange(1, len(grid))[:, None] < lengths[None, :]  # (T - 1, lanes)
+        state = model.zero_state(len(group))
+        for start in range(0, len(grid) - 1, seq_length):
+            end = min(start + seq_length, len(grid) - 1)
+            mask = targets[start:end]
+            nll_sum, n, state = model.forward_loss(grid[start:end], grid[start + 1:end + 1],
+                                                   state, mask, check=False)
+            total += nll_sum
+            count += n
+    return total, count
+
+
 def evaluate_split(model: Model, split: Split, mode: str, batch_size: int = 64,
                    seq_length: int = 100, max_chars: int | None = None) -> float:
     """Mean nats per predicted character over the split."""
@@ -82,15 +115,18 @@ def evaluate_text(model: Model, vocab: Vocabulary, text: str, mode: str,
         clean = bad_before[first + split.lengths - 1] == bad_before[first - 1]
         split = Split(split.tokens, split.starts[clean], split.lengths[clean])
         splits = [split] if len(split.starts) else []
+        total, count = 0.0, 0
+        for split in splits:
+            split_total, split_count = score_split(model, split, mode, batch_size, seq_length)
+            total += split_total
+            count += split_count
     else:
-        # cut the text at unknown characters; each run of known ones is scored on its own
+        # cut the text at unknown characters; each run of known ones is scored on its own, as
+        # a split of its own would be, but all runs side by side in one batch
         edges = np.flatnonzero(np.diff(np.concatenate([[0], known.astype(np.int8), [0]])))
-        splits = [Split(indices[a:b]) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
-    total, count = 0.0, 0
-    for split in splits:
-        split_total, split_count = score_split(model, split, mode, batch_size, seq_length)
-        total += split_total
-        count += split_count
+        segments = [segment for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2
+                    for segment in stream_segments(indices[a:b], batch_size, seq_length)]
+        total, count = score_segments(model, segments, batch_size, seq_length)
     return {**_summary(total, count, "the text"), "out_of_vocabulary": out_of_vocabulary,
             "unknown_characters": unknown_chars}
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from charrnn.errors import CharRNNError
+from charrnn.safe_io import Reading, atomic_write, shown
 
 INSTALL_HINT = ("pictures need matplotlib, which is not installed; install it with: "
                 "pip install 'charrnn[plot]'")
@@ -26,6 +26,10 @@ DPI = 100
 NEWLINE_MARK = "\u21b5"  # how a newline input is labelled on a heat map axis
 MAX_CHAR_TICKS = 40  # label every input with its character up to this chunk length
 MARKED_POINTS = 40  # curves up to this many points get a marker on each
+LARGEST = 1e300  # a logged value beyond +-this is drawn as missing: matplotlib's axes overflow
+MAX_LOG_BYTES = 1 << 28  # as charrnn.metrics_log: a larger file is no metrics log of ours
+NOT_A_LOG = "is this a charrnn metrics log? pass the .jsonl or .csv written beside the checkpoint"
+MISSING_LOG = "training writes it beside the checkpoint (e.g. checkpoints/names.jsonl)"
 
 
 def require_matplotlib():
@@ -47,53 +51,33 @@ def new_figure(width: float, height: float):
 
 
 def save_figure(figure, path: str | Path) -> Path:
-    """Write the PNG atomically: a temporary file in the same directory, then os.replace."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise CharRNNError(f"cannot write {path}: {error.strerror or error}; choose another "
-                           f"path") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=DPI)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)  # a picture is for sharing: mkstemp's 0600 is not
-        os.replace(temp_name, path)
-    except OSError as error:
-        _remove_quietly(temp_name)
-        raise CharRNNError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        _remove_quietly(temp_name)
-        raise
-    return path
-
-
-def _remove_quietly(name: str) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
+    """Write the PNG through the one atomic writer (charrnn.safe_io): a failed write leaves the
+    previous picture byte-identical."""
+    return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=DPI),
+                        "picture", "choose another path")
 
 
 # --- the metrics log ---------------------------------------------------------------------------
 
-def read_metrics(path: str | Path) -> list[dict]:
+def read_metrics(path: str | Path,
+                 refuse: Callable[[Path, bytes], None] | None = None) -> list[dict]:
     """The records of a training log, JSONL or CSV (told apart by the first character), by step.
 
-    Every record has 'step' and 'train_loss'; other values are floats or None (not measured).
+    Every record has 'step' and 'train_loss'; other values are floats or None (not measured, not
+    finite, or beyond +-LARGEST, where matplotlib's axes cannot be drawn). The file is read once,
+    up to MAX_LOG_BYTES; refuse(path, data) may reject it first (e.g. a checkpoint given).
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CharRNNError(f"log {path} not found; training writes it beside the checkpoint "
-                           f"(e.g. checkpoints/names.jsonl)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or error
-        raise CharRNNError(f"log {path} cannot be read: {reason}") from None
+        data = b"".join(Reading(path, "log", MAX_LOG_BYTES, NOT_A_LOG, MISSING_LOG).chunks())
+    except OSError as error:
+        raise CharRNNError(f"log {path} cannot be read: {error.strerror or error}") from None
+    if refuse is not None:
+        refuse(path, data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CharRNNError(f"log {path} is not UTF-8 (byte {error.start}); {NOT_A_LOG}") from None
     rows = _jsonl_rows(text, path) if text.lstrip().startswith("{") else _csv_rows(text, path)
     if not rows:
         raise CharRNNError(f"log {path} holds no records; train for at least training.eval_every "
@@ -103,6 +87,10 @@ def read_metrics(path: str | Path) -> list[dict]:
         record = {key: _number(value, path, line, key) for key, value in row.items()}
         for key in ("step", "train_loss"):
             if record.get(key) is None:
+                if row.get(key) not in (None, ""):
+                    raise CharRNNError(f"log {path} line {line}: {key} = {shown(row[key], 40)} "
+                                       f"is not a finite number within +-{LARGEST:g}; the file "
+                                       f"is damaged")
                 raise CharRNNError(f"log {path} line {line}: no {key}; is this a charrnn "
                                    f"metrics log?")
         records.append(record)
@@ -119,6 +107,12 @@ def _jsonl_rows(text: str, path: Path) -> list[tuple[int, dict]]:
         except json.JSONDecodeError as error:
             raise CharRNNError(f"log {path} line {number} is not JSON ({error.msg}); the file "
                                f"is damaged") from None
+        except RecursionError:
+            raise CharRNNError(f"log {path} line {number} is nested too deeply to be a metrics "
+                               f"record; the file is damaged") from None
+        except ValueError as error:  # an integer of more digits than Python converts
+            raise CharRNNError(f"log {path} line {number} cannot be read ({shown(str(error))}); "
+                               f"the file is damaged") from None
         if not isinstance(row, dict):
             raise CharRNNError(f"log {path} line {number} is not a JSON object")
         rows.append((number, row))
@@ -127,10 +121,14 @@ def _jsonl_rows(text: str, path: Path) -> list[tuple[int, dict]]:
 
 def _csv_rows(text: str, path: Path) -> list[tuple[int, dict]]:
     reader = csv.DictReader(text.splitlines())
-    if not reader.fieldnames or "step" not in reader.fieldnames:
-        raise CharRNNError(f"log {path} is neither JSONL nor a CSV with a 'step' column; pass "
-                           f"the .jsonl or .csv written beside the checkpoint")
-    return [(number, row) for number, row in enumerate(reader, start=2)]
+    try:
+        if not reader.fieldnames or "step" not in reader.fieldnames:
+            raise CharRNNError(f"log {path} is neither JSONL nor a CSV with a 'step' column; "
+                               f"pass the .jsonl or .csv written beside the checkpoint")
+        return [(number, row) for number, row in enumerate(reader, start=2)]
+    except csv.Error as error:  # a field over csv's size limit, a NUL byte
+        raise CharRNNError(f"log {path} line {reader.line_num} is not CSV ({error}); the file "
+                           f"is damaged") from None
 
 
 def _number(value, path: Path, line: int, key: str) -> float | None:
@@ -138,9 +136,12 @@ def _number(value, path: Path, line: int, key: str) -> float | None:
         return None
     try:
         number = float(value)
+    except OverflowError:  # an integer beyond any float: as out of range as 1e308
+        return None
     except (TypeError, ValueError):
-        raise CharRNNError(f"log {path} line {line}: {key} = {value!r} is not a number") from None
-    return number if math.isfinite(number) else None
+        raise CharRNNError(f"log {path} line {line}: {key} = {shown(value, 40)} is not a "
+                           f"number") from None
+    return number if math.isfinite(number) and abs(number) <= LARGEST else None
 
 
 def _column(records: list[dict], key: str) -> np.ndarray:

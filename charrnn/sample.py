@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from charrnn.corpus import split_indices
-from charrnn.corpus_cache import text_chunks
+from charrnn.corpus_cache import scan_text
 from charrnn.errors import CharRNNError
 from charrnn.model import Model
 from charrnn.vocab import Vocabulary
@@ -404,11 +404,12 @@ def corpus_membership(path: str | Path, mode: str, val_fraction: float, seed: in
     put them: {name: "train" or "val"} ("train" when a line occurs in both). Candidates that
     are no line of the corpus are left out.
 
-    The corpus is read in chunks, as the trainer reads it, remembering only the candidates'
-    positions, so memory does not grow with the corpus. Lines mode splits seeded random
-    non-empty lines (corpus.split_indices, as the trainer does); stream mode splits off the
-    last val_fraction of the characters, and a line counts as validation data when it starts
-    there.
+    The corpus is read once in chunks (corpus_cache.scan_text: a regular file, up to its cap; a
+    pipe or device is never opened, so a FIFO the trainer read is not read again), remembering
+    only the candidates' positions, so memory does not grow with the corpus. Lines mode splits
+    seeded random non-empty lines (corpus.split_indices, as the trainer does); stream mode
+    splits off the last val_fraction of the characters, and a line counts as validation data
+    when it starts there.
     """
     lines_mode = mode == "lines"
     wanted = {c for c in candidates if c and "\n" not in c}
@@ -431,7 +432,7 @@ def corpus_membership(path: str | Path, mode: str, val_fraction: float, seed: in
                 where.setdefault(text, array("q")).append(count)
             count += length + 1
 
-    for chunk in text_chunks(Path(path), encoding, errors, lines=lines_mode):
+    for chunk in scan_text(path, encoding, errors, lines=lines_mode):
         parts = chunk.split("\n")
         first = parts[0]
         open_len += len(first)

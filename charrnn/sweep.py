@@ -56,12 +56,25 @@ from typing import Any
 
 from charrnn.config import Config, load_config, parse_yaml
 from charrnn.errors import CharRNNError
+from charrnn.safe_io import (
+    Output,
+    Reading,
+    atomic_write,
+    check_outputs,
+    output_lock,
+    read_bytes,
+    remove_stale_temporaries,
+)
 
 SWEEP_KEYS = ("base", "set", "grid", "random", "halving")
 HALVING_KEYS = ("rungs", "keep")
 RANDOM_KEYS = ("trials", "seed")
 DEFAULT_KEEP = 0.5
 STATE_NAME = "state.json"
+RESULT_NAMES = ("results.csv", "results.jsonl", "best.npz")
+OUT_HINT = "pass another --out"
+MAX_SWEEP_BYTES = 1 << 20  # a sweep file is a page of YAML; a larger one is not one
+MAX_STATE_BYTES = 1 << 28  # state.json: a record per trial-rung; a larger one is not ours
 STATE_FORMAT = "charrnn-sweep-state"
 STATE_VERSION = 1
 RESULT_COLUMNS = ("steps", "val_loss", "train_loss", "seconds", "status")
@@ -121,10 +134,9 @@ def load_sweep(path: str | Path) -> SweepPlan:
     path = Path(path)
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CharRNNError(f"sweep file {path} not found; give the path of a sweep YAML "
-                           f"(see configs/sweeps/names.yaml)") from None
+        reading = Reading(path, "sweep file", MAX_SWEEP_BYTES, "give a sweep YAML",
+                          "give the path of a sweep YAML (see configs/sweeps/names.yaml)")
+        text = b"".join(reading.chunks()).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise CharRNNError(f"sweep file {path} cannot be read ({error}); give a readable "
                            f"UTF-8 YAML file") from None
@@ -381,7 +393,7 @@ def train_trial(name: str, config_yaml: str, steps: int, corpus_name: str, corpu
         directory = Path(temporary)
         corpus_path = directory / "corpus" / corpus_name
         corpus_path.parent.mkdir()
-        corpus_path.write_bytes(corpus)
+        atomic_write(corpus_path, corpus, "the trial's corpus", follow=False)
         out = directory / f"{name}.npz"
         training = {"out": str(out), "steps": steps, "sample_every": 0, "checkpoint_every": 0}
         if "threads" in stored.to_dict()["training"]:  # the trainer's own BLAS thread policy
@@ -389,9 +401,9 @@ def train_trial(name: str, config_yaml: str, steps: int, corpus_name: str, corpu
         run_config = stored.replace(data={"corpus": str(corpus_path)}, training=training)
         logfile = log_path(out, stored.training.log_format)
         if checkpoint is not None:
-            out.write_bytes(checkpoint)
+            atomic_write(out, checkpoint, "the trial's checkpoint", follow=False)
             if log:
-                logfile.write_text(log, encoding="utf-8")
+                atomic_write(logfile, log, "the trial's metrics log", follow=False)
         notes: list[str] = []
 
         def report(kind: str, text: str) -> None:
@@ -446,8 +458,6 @@ def train_trial(name: str, config_yaml: str, steps: int, corpus_name: str, corpu
 # --- executors ---------------------------------------------------------------------------------
 
 _ENVIRON_LOCK = threading.Lock()
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def _start_worker() -> None:
@@ -568,28 +578,32 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """A temporary file in the same directory, fsync, os.replace."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise CharRNNError(f"cannot write {path}: {error.strerror or error}; choose another "
-                           f"--out or free the path") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)  # mkstemp's 0600 would hide it
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        if isinstance(error, OSError):
-            raise CharRNNError(f"cannot write {path}: {error.strerror or error}; free the path "
-                               f"or choose another --out") from None
-        raise
+def sweep_outputs(out: Path, plan: SweepPlan) -> list[Path]:
+    """Every file a sweep writes in out: the state, the results, best.npz and each trial's
+    checkpoint, best checkpoint and log, with the `*.new` each commit writes first."""
+    paths = [out / STATE_NAME, *(out / name for name in RESULT_NAMES)]
+    for trial in plan.trials:
+        for suffix in (".npz", ".best.npz", ".jsonl", ".csv"):
+            path = out / "trials" / f"{trial.name}{suffix}"
+            paths += [path, path.with_name(path.name + ".new")]
+    return paths
+
+
+def check_sweep_outputs(plan: SweepPlan, out: Path) -> None:
+    """Before any work: no file the sweep writes is one of its inputs (the sweep file, the base
+    config, a corpus) or anything but a regular file, and none is a symbolic link."""
+    inputs: dict[str, str | Path] = {"the sweep file": plan.path, "the base config": plan.base}
+    for trial in plan.trials:
+        if trial.config.data.corpus not in inputs.values():
+            inputs[f"the corpus of trial {trial.name}"] = trial.config.data.corpus
+    for path in sweep_outputs(out, plan):  # one at a time: our own names never coincide
+        what = f"the sweep's {path.relative_to(out)}"
+        check_outputs(inputs, [Output(path, what, OUT_HINT, derived=True)])
+
+
+def _write(path: Path, data: bytes) -> None:
+    """A file of the sweep's, through the one atomic writer; never through a link."""
+    atomic_write(path, data, f"the sweep's {path.name}", OUT_HINT, follow=False)
 
 
 def plan_fingerprint(plan: SweepPlan, corpora: dict[str, bytes]) -> str:
@@ -657,7 +671,10 @@ class _Store:
             raise CharRNNError(f"cannot create {self.trials_dir}: {error.strerror or error}; "
                                f"choose another --out") from None
         self._best_written: tuple | None = None
-        self._lock = self._take_lock()
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(output_lock(
+            out / STATE_NAME, f"another charrnn sweep is writing {out}; wait for it, or pass "
+                              f"another --out", OUT_HINT))
         try:
             self.state = self._read_state(fingerprint, resume)
             self.records: dict[str, list[dict]] = self.state["records"]
@@ -668,24 +685,8 @@ class _Store:
             raise
 
     # locking and state
-    def _take_lock(self):
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no locking
-            return None
-        handle = open(self.out / ".sweep.lock", "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise CharRNNError(f"another charrnn sweep is writing {self.out}; wait for it, or "
-                               f"pass another --out") from None
-        return handle
-
     def close(self) -> None:
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        self._lock.close()  # the lock file goes with the lock
 
     def _read_state(self, fingerprint: str, resume: bool) -> dict:
         path = self.out / STATE_NAME
@@ -698,12 +699,15 @@ class _Store:
                     "fingerprint": fingerprint, "sweep": str(self.plan.path),
                     "trials": names, "records": {name: [] for name in names}}
         try:
-            state = json.loads(path.read_text(encoding="utf-8"))
+            raw = read_bytes(path, "the sweep state", MAX_STATE_BYTES, "it is not ours")
+            state = json.loads(raw.decode("utf-8"))
             if state.get("format") != STATE_FORMAT or not isinstance(state.get("records"), dict):
                 raise ValueError("not a sweep state")
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
-            raise CharRNNError(f"{path} cannot be read ({error}); delete {self.out} to start the "
-                               f"sweep over, or pass another --out") from None
+        except (CharRNNError, OSError, UnicodeDecodeError, ValueError, AttributeError,
+                RecursionError) as error:
+            reason = (str(error) or type(error).__name__).splitlines()[0][:200]
+            raise CharRNNError(f"{path} cannot be read ({reason}); delete {self.out} to start "
+                               f"the sweep over, or pass another --out") from None
         if state.get("fingerprint") != fingerprint:
             raise CharRNNError(f"{self.out} holds the results of a different sweep (its trials, "
                                f"configs, corpora or rungs differ from {self.plan.path}); pass "
@@ -713,14 +717,13 @@ class _Store:
 
     def _save_state(self) -> None:
         self.state["records"] = self.records
-        _atomic_write(self.out / STATE_NAME,
-                      (json.dumps(self.state, indent=1) + "\n").encode("utf-8"))
+        _write(self.out / STATE_NAME, (json.dumps(self.state, indent=1) + "\n").encode("utf-8"))
 
     def _remove_temporaries(self) -> None:
-        for directory in (self.out, self.trials_dir):
-            for path in directory.glob(".*.tmp"):
-                with contextlib.suppress(OSError):
-                    path.unlink()
+        """The temporary files a killed driver left beside the sweep's files (under the lock,
+        all of them are stale); other hidden files in --out are not the sweep's and stay."""
+        for path in sweep_outputs(self.out, self.plan):
+            remove_stale_temporaries(path)
 
     def _paths(self, name: str, log_suffix: str = ".jsonl") -> dict[str, Path]:
         return {"log": self.trials_dir / f"{name}{log_suffix}",
@@ -798,7 +801,7 @@ class _Store:
             files.append((paths["best"], result["best"]))
         files.append((paths["checkpoint"], result["checkpoint"]))
         for path, data in files:
-            _atomic_write(path.with_name(path.name + ".new"), data)
+            _write(path.with_name(path.name + ".new"), data)
         record = {"rung": rung, "steps": result["step"], "val_loss": result["val_loss"],
                   "train_loss": result["train_loss"], "seconds": round(seconds, 3),
                   "status": "ok", "sha256": _sha256(result["checkpoint"]),
@@ -866,9 +869,9 @@ class _Store:
         writer.writerow(columns)
         for row in rows:
             writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
-        _atomic_write(self.out / "results.csv", text.getvalue().encode("utf-8"))
+        _write(self.out / "results.csv", text.getvalue().encode("utf-8"))
         lines = "".join(json.dumps(row) + "\n" for row in rows)
-        _atomic_write(self.out / "results.jsonl", lines.encode("utf-8"))
+        _write(self.out / "results.jsonl", lines.encode("utf-8"))
         ranking = self.ranking()
         leader = ranking[0] if ranking and ranking[0]["status"] != "failed" else None
         if leader is not None:
@@ -876,7 +879,7 @@ class _Store:
             if key != self._best_written or not (self.out / "best.npz").exists():
                 paths = self._paths(leader["trial"])
                 source = paths["best"] if paths["best"].exists() else paths["checkpoint"]
-                _atomic_write(self.out / "best.npz", source.read_bytes())
+                _write(self.out / "best.npz", source.read_bytes())
                 self._best_written = key
 
 
@@ -1019,15 +1022,17 @@ def run_sweep(plan: SweepPlan, out: str | Path, make_executor: Callable[[], Exec
     report = report or (lambda kind, text: print(text, file=sys.stderr))
     out = Path(out)
     started = time.perf_counter()
+    check_sweep_outputs(plan, out)
     corpora: dict[str, bytes] = {}
     for trial in plan.trials:
         path = trial.config.data.corpus
         if path not in corpora:
-            try:
-                corpora[path] = Path(path).read_bytes()
-            except OSError as error:
-                raise CharRNNError(f"corpus {path} cannot be read ({error.strerror or error}) "
-                                   f"for trial {trial.name}") from None
+            try:  # once, bounded for a pipe or device (safe_io.Reading)
+                corpora[path] = read_bytes(path, "corpus")
+            except (CharRNNError, OSError) as error:
+                reason = str(error) if isinstance(error, CharRNNError) else (
+                    f"corpus {path} cannot be read ({error.strerror or error})")
+                raise CharRNNError(f"{reason} (trial {trial.name})") from None
     store = _Store(out, plan, plan_fingerprint(plan, corpora), resume, report)
     runner = _Runner(make_executor, retries)
     reused = store.done_count()

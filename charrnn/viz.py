@@ -18,9 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
-import stat
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import numpy as np
 
 from charrnn.corpus import load_corpus, normalise_lines
 from charrnn.errors import CharRNNError
+from charrnn.safe_io import Output, atomic_write, check_outputs
 
 # A page holds every embedded number in the browser's memory and one <span> per character; past
 # a few thousand characters it grows past a few MB and hovering and recolouring lag.
@@ -561,93 +560,25 @@ def build_page(trace: Trace, findings: list[Finding], budget: int = VALUE_BUDGET
 
 # --- writing the page ---------------------------------------------------------------------------
 
-def check_output_path(out: str | Path, inputs=()) -> Path:
-    """The page's real path (symlinks resolved), refused when it is one of the inputs (the
-    checkpoint, the text file) or exists as anything but a regular file."""
-    try:
-        target = Path(out).resolve()
-        exists = target.exists()
-        is_file = target.is_file()
-    except (OSError, RuntimeError, ValueError) as error:  # a loop of symlinks, a NUL byte
-        raise CharRNNError(f"cannot write the page to {out}: {_reason(error)}; choose "
-                           f"another --out") from None
-    for given in inputs:
-        if given is None:
-            continue
-        try:
-            same = target == Path(given).resolve() or (exists and os.path.samefile(target, given))
-        except (OSError, RuntimeError, ValueError):
-            same = False
-        if same:
-            raise CharRNNError(f"--out {out} is the input {given}; writing the page there would "
-                               f"destroy it, so choose another --out")
-    if exists and not is_file:
-        raise CharRNNError(f"--out {out} exists and is not a regular file; choose another --out")
-    return target
+PAGE_HINT = "choose another --out"
 
 
-def write_page(out: str | Path, page: str, inputs=()) -> Path:
-    """Write atomically: a temporary file in the same directory, fsync, then os.replace, so a
-    reader never sees half a page and a failed write leaves the old one. Returns the path."""
-    target = check_output_path(out, inputs)
-    data = page.encode("utf-8")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        mode = _file_mode(target)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                         dir=target.parent)
-    except OSError as error:
-        raise CharRNNError(f"cannot write the page to {out}: {_reason(error)}; choose another "
-                           f"--out") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)  # mkstemp's 0600 would hide it from other users
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-        _fsync_directory(target.parent)
-    except OSError as error:
-        _remove_quietly(temp_name)
-        raise CharRNNError(f"cannot write the page to {out}: {_reason(error)}; the file there "
-                           f"is unchanged") from None
-    except BaseException:
-        _remove_quietly(temp_name)
-        raise
-    return target
+def check_output_path(out: str | Path, inputs: Mapping[str, str | Path | None] | None = None
+                      ) -> Path:
+    """Refuse, before any work, a page path that is one of the inputs ({label: path}, e.g.
+    {"--checkpoint": ..., "--text": ...}; links resolved) or exists as anything but a regular
+    file: charrnn.safe_io.check_outputs."""
+    check_outputs(dict(inputs or {}), [Output(Path(out), "--out", PAGE_HINT)])
+    return Path(out)
 
 
-def _reason(error: BaseException) -> str:
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
-
-
-def _file_mode(path: Path) -> int:
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(name: str) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
+def write_page(out: str | Path, page: str,
+               inputs: Mapping[str, str | Path | None] | None = None) -> Path:
+    """Write the page through the one atomic writer (charrnn.safe_io), so a reader never sees
+    half a page and a failed write leaves the old one; its mode is kept, and a link at out is
+    followed to the page it names. Returns out."""
+    check_output_path(out, inputs)
+    return atomic_write(out, page, "the page", PAGE_HINT)
 
 
 # --- the page's HTML, CSS and JavaScript --------------------------------------------------------

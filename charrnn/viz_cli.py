@@ -48,7 +48,8 @@ def viz(checkpoint, text_file, prime, length, out, encoding, listed):
         raise click.UsageError("give --text FILE or --prime TEXT, not both")
     length = check_length(length)
     path = Path(checkpoint) if checkpoint else default_checkpoint()
-    check_output_path(out, [path, text_file])  # before any work: never overwrite an input
+    inputs = {"--checkpoint": path, "--text": text_file}
+    check_output_path(out, inputs)  # before any work: never write over an input
     saved = load_checkpoint(path)
     mode = saved.config.data.mode
     if prime is not None:
@@ -60,7 +61,7 @@ def viz(checkpoint, text_file, prime, length, out, encoding, listed):
     text, source = prepare_text(text, mode, length, source)
     trace = trace_model(saved, text, mode, facts=checkpoint_facts(saved, path, source))
     findings = find_units(trace.text, trace.series, mode, trace.known, limit=listed)
-    written = write_page(out, build_page(trace, findings), [path, text_file])
+    written = write_page(out, build_page(trace, findings), inputs)
     unknown = int((~trace.known).sum())
     mean = trace.mean_loss()
     click.echo(f"{len(trace.text):,} characters, {source}: "

@@ -154,7 +154,7 @@ def test_plot_refuses_to_overwrite_its_log(tmp_path):
     pytest.importorskip("matplotlib")
     log, _ = trained_log(tmp_path, "jsonl")
     result = run("plot", log, "--out", log)
-    assert result.exit_code == 2 and "overwrite the log" in result.output
+    assert result.exit_code == 1 and "never writes over one of its inputs" in result.output
     assert log.read_text(encoding="utf-8").startswith("{")
 
 

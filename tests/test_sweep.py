@@ -363,3 +363,62 @@ def test_a_diverging_trial_is_recorded_as_failed(tmp_path):
     failed = json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[1])
     assert "not finite" in failed["error"]
     assert any("trial t001 failed" in line for line in warnings)
+
+
+# --- never destroy what the user has -------------------------------------------------------------
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_sweep_never_writes_over_its_inputs_or_through_a_link(tmp_path):
+    """Refused before any work: an output that is one of the inputs (another name for it), or a
+    symbolic link where the sweep writes a file of its own."""
+    path = write_sweep(tmp_path / "sweep")
+    corpus, base = tmp_path / "sweep" / "names.txt", tmp_path / "sweep" / "base.yaml"
+    out = tmp_path / "out"
+    (out / "trials").mkdir(parents=True)
+    before = {p: sha256(p) for p in (path, corpus, base)}
+
+    def last_line(*extra) -> str:
+        result = CliRunner().invoke(sweep, [str(path), "--out", str(out), *extra])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        return result.output.strip().splitlines()[-1]
+
+    os.link(corpus, out / "results.csv")  # a hard link: the corpus under the sweep's name
+    line = last_line()
+    assert "results.csv" in line and "never writes over one of its inputs" in line
+    (out / "results.csv").unlink()
+    os.link(base, out / "trials" / "t001.npz")
+    assert "the base config" in last_line()
+    (out / "trials" / "t001.npz").unlink()
+    mine = tmp_path / "mine.npz"
+    mine.write_bytes(b"someone else's file")
+    (out / "best.npz").symlink_to(mine)
+    assert "symbolic link" in last_line()
+    assert mine.read_bytes() == b"someone else's file"
+    assert {p: sha256(p) for p in before} == before
+    assert sorted(p.name for p in out.iterdir()) == ["best.npz", "trials"]  # nothing written
+
+
+def test_a_rerun_cleans_only_its_own_temporaries_and_leaves_no_lock(reference, tmp_path):
+    directory, _ = reference
+    out = tmp_path / "out"
+    shutil.copytree(directory / "out", out)
+    stale = [out / ".state.json.4194305-0123abcd.tmp", out / ".results.csv.x1y2z3.tmp",
+             out / "trials" / ".t000.npz.new.4194305-0123abcd.tmp"]
+    foreign = [out / ".notes.tmp", out / "trials" / ".draft.tmp"]  # not the sweep's
+    for path in stale + foreign:
+        path.write_bytes(b"left by a kill")
+
+    def no_executor():
+        raise AssertionError("nothing is left to train")
+
+    run_sweep(load_sweep(directory / "sweep.yaml"), out, no_executor, resume=True,
+              progress=False)
+    assert not any(path.exists() for path in stale)
+    assert all(path.read_bytes() == b"left by a kill" for path in foreign)
+    locks = [p.name for p in (*out.iterdir(), *tmp_path.iterdir()) if p.name.endswith(".lock")]
+    assert locks == []  # the lock goes with the run

@@ -306,11 +306,12 @@ def test_write_page_is_atomic_keeps_the_mode_and_refuses_inputs(tmp_path):
     text.write_text("hello")
     link = tmp_path / "link.html"
     link.symlink_to(text)
+    inputs = {"--checkpoint": tmp_path / "ckpt.npz", "--text": text}
     for bad in (text, link, tmp_path / "sub" / ".." / "text.txt"):
-        with pytest.raises(CharRNNError, match="is the input"):
-            V.write_page(bad, "<p>x</p>", inputs=[tmp_path / "ckpt.npz", text])
+        with pytest.raises(CharRNNError, match="never writes over one of its inputs"):
+            V.write_page(bad, "<p>x</p>", inputs=inputs)
     assert text.read_text() == "hello"
-    with pytest.raises(CharRNNError, match="not a regular file"):
+    with pytest.raises(CharRNNError, match="Is a directory"):
         V.write_page(tmp_path, "<p>x</p>")
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(CharRNNError, match="not a regular file"):
@@ -470,12 +471,13 @@ def test_command_errors_are_one_line(tmp_path, names_checkpoint):
     link.symlink_to(text)
     assert "cap of 5000" in one_line_error(run("--checkpoint", names_checkpoint,
                                                "--length", 6000))
-    assert "is the input" in one_line_error(run("--checkpoint", names_checkpoint,
-                                                "--out", names_checkpoint))
-    assert "is the input" in one_line_error(run("--checkpoint", names_checkpoint,
-                                                "--text", text, "--out", link))
-    assert "not a regular file" in one_line_error(run("--checkpoint", names_checkpoint,
-                                                      "--out", tmp_path))
+    inputs = "never writes over one of its inputs"
+    assert inputs in one_line_error(run("--checkpoint", names_checkpoint,
+                                        "--out", names_checkpoint))
+    assert inputs in one_line_error(run("--checkpoint", names_checkpoint,
+                                        "--text", text, "--out", link))
+    assert "Is a directory" in one_line_error(run("--checkpoint", names_checkpoint,
+                                                  "--out", tmp_path))
     assert "no line" in one_line_error(run("--checkpoint", names_checkpoint, "--prime", ""))
     empty = tmp_path / "empty.txt"
     empty.write_text("")
