@@ -225,13 +225,19 @@ def _section_from_mapping(name: str, values: Any):
         raise CharRNNError(f"config {name}: expected a mapping of keys, got {shown(values)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     checked = {}
+    refuse_unknown(f"config {name}", values, fields)
     for key, value in values.items():
-        if key not in fields:
-            raise CharRNNError(f"config {name}: unknown key {shown(key)}"
-                               f"{_closest(str(key)[:100], fields)}; valid keys: "
-                               f"{', '.join(fields)}")
         checked[key] = _check_value(f"{name}.{key}", value, fields[key])
     return cls(**checked)
+
+
+def refuse_unknown(where: str, keys, valid, what: str = "key") -> None:
+    """One line naming the first key not among valid, with the closest valid one suggested."""
+    for key in keys:
+        if key not in valid:
+            raise CharRNNError(f"{where}: unknown {what} {shown(key)}"
+                               f"{_closest(str(key)[:100], valid)}; valid {what}s: "
+                               f"{', '.join(valid)}")
 
 
 def from_mapping(mapping: Any) -> Config:
@@ -241,11 +247,7 @@ def from_mapping(mapping: Any) -> Config:
     if not isinstance(mapping, dict):
         raise CharRNNError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, "
                            f"got {type(mapping).__name__}")
-    for key in mapping:
-        if key not in SECTIONS:
-            raise CharRNNError(f"config: unknown section {shown(key)}"
-                               f"{_closest(str(key)[:100], SECTIONS)}; valid sections: "
-                               f"{', '.join(SECTIONS)}")
+    refuse_unknown("config", mapping, SECTIONS, "section")
     config = Config(**{name: _section_from_mapping(name, mapping.get(name)) for name in SECTIONS})
     _check_sizes(config)
     return config

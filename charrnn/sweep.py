@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from charrnn.config import Config, load_config, parse_yaml
+from charrnn.config import Config, load_config, parse_yaml, refuse_unknown
 from charrnn.errors import CharRNNError
 from charrnn.safe_io import (
     Output,
@@ -144,10 +144,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
     if not isinstance(document, dict):
         raise CharRNNError(f"{where}: expected a mapping with keys {', '.join(SWEEP_KEYS)}, got "
                            f"{type(document).__name__}")
-    for key in document:
-        if key not in SWEEP_KEYS:
-            raise CharRNNError(f"{where}: unknown key {key!r}{_closest(str(key), SWEEP_KEYS)}; "
-                               f"valid keys: {', '.join(SWEEP_KEYS)}")
+    refuse_unknown(where, document, SWEEP_KEYS)
     here = path.parent
 
     base = document.get("base")
@@ -282,10 +279,7 @@ def _halving(value: Any, where: str) -> tuple[tuple[int, ...] | None, float]:
     if not isinstance(value, dict):
         raise CharRNNError(f"{where}: halving: expected a mapping like {{rungs: [500, 1500], "
                            f"keep: 0.5}}, got {value!r}")
-    for key in value:
-        if key not in HALVING_KEYS:
-            raise CharRNNError(f"{where}: halving: unknown key {key!r}"
-                               f"{_closest(str(key), HALVING_KEYS)}; valid keys: rungs, keep")
+    refuse_unknown(f"{where}: halving", value, HALVING_KEYS)
     rungs = value.get("rungs")
     if not isinstance(rungs, list) or not rungs or not all(
             isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in rungs):
@@ -309,10 +303,7 @@ def _combinations(lists: list[list], spec: Any, where: str) -> list[tuple]:
         return list(itertools.product(*lists))
     if not isinstance(spec, dict):
         raise CharRNNError(f"{where}: random: expected {{trials: N, seed: S}}, got {spec!r}")
-    for key in spec:
-        if key not in RANDOM_KEYS:
-            raise CharRNNError(f"{where}: random: unknown key {key!r}"
-                               f"{_closest(str(key), RANDOM_KEYS)}; valid keys: trials, seed")
+    refuse_unknown(f"{where}: random", spec, RANDOM_KEYS)
     count, seed = spec.get("trials"), spec.get("seed", 0)
     total = math.prod(len(values) for values in lists)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:

@@ -45,3 +45,16 @@ def tiny_config(corpus: Path, out: Path, mode: str = "lines", **training) -> Con
     settings.update(training)
     return Config().replace(data={"corpus": str(corpus), "mode": mode},
                             model={"hidden_size": 16, "dtype": "float64"}, training=settings)
+
+
+def run_cli(*args, ok: bool = True):
+    """`charrnn ARGS...` in-process; never a traceback, and exit 0 unless ok=False."""
+    from click.testing import CliRunner
+
+    from charrnn.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result

@@ -7,19 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import main
-from conftest import REPO
+from conftest import REPO, run_cli
 
-
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+run = run_cli
 
 
 def train_tiny(corpus, out, *extra, mode="lines"):

@@ -8,11 +8,9 @@ import re
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import charrnn.corpus_cache
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import main
 from charrnn.corpus import load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.model import Model, ModelSpec
@@ -27,16 +25,12 @@ from charrnn.sample import (
     sample_text,
 )
 from charrnn.vocab import Vocabulary
+from conftest import run_cli
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+run = run_cli
 
 
 def random_model(vocab, cell="lstm", layers=2, seed=0, scale=0.8) -> Model:

@@ -11,19 +11,12 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli import main
 from charrnn.threads import CROSSOVER, choose_threads
+from conftest import run_cli
 
-
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+run = run_cli
 
 
 TINY = ["--set", "model.hidden_size=8", "--set", "training.eval_every=5", "--set",
