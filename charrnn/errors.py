@@ -2,6 +2,7 @@
 signal asks for before anything was written."""
 
 import signal
+from pathlib import Path
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -23,3 +24,12 @@ class Interrupted(BaseException):
         self.exit_code = EXIT_CODES.get(signum, 1)
         name = signal.Signals(signum).name
         super().__init__(message or f"interrupted by {name}; no file was written or changed")
+
+
+def install_command(extra: str) -> str:
+    """How to add an optional extra: from a source checkout installed in editable mode,
+    `pip install -e "/path/to/clone[extra]"`; otherwise `pip install "charrnn[extra]"`."""
+    source = Path(__file__).resolve().parents[1]
+    if (source / "pyproject.toml").exists() and (source / "charrnn" / "cells").is_dir():
+        return f'pip install -e "{source}[{extra}]"'
+    return f'pip install "charrnn[{extra}]"'

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, install_command
 from charrnn.safe_io import Reading, atomic_write, shown
 
-INSTALL_HINT = ("pictures need matplotlib, which is not installed; install it with: "
-                "pip install 'charrnn[plot]'")
 DPI = 100
 NEWLINE_MARK = "\u21b5"  # how a newline input is labelled on a heat map axis
 MAX_CHAR_TICKS = 40  # label every input with its character up to this chunk length
@@ -39,7 +37,8 @@ def require_matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise CharRNNError(INSTALL_HINT) from None
+        raise CharRNNError(f"pictures need matplotlib, which is not installed; install it "
+                           f"with: {install_command('plot')}") from None
     return Figure, FigureCanvasAgg
 
 

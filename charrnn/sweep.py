@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.config import Config, load_config, parse_yaml, refuse_unknown
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, install_command
 from charrnn.safe_io import (
     Output,
     Reading,
@@ -520,8 +520,8 @@ class DaskExecutors:
         try:
             import distributed  # noqa: F401
         except ImportError:
-            raise CharRNNError('--address needs Dask, which is not installed; install it with '
-                               'pip install "charrnn[sweep]"') from None
+            raise CharRNNError(f"--address needs Dask, which is not installed; install it with "
+                               f"{install_command('sweep')}") from None
         self.address = address
         self.timeout = timeout
         self.client = None

@@ -13,7 +13,7 @@ from test_gradflow import random_problem, write_checkpoint
 
 from charrnn.cli import main
 from charrnn.config import Config
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, install_command
 from charrnn.gradflow import analyse_chunk, compare_curves, impulse_response
 from charrnn.plots import (
     draw_comparison,
@@ -26,7 +26,7 @@ from charrnn.train import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAMES = "anna\nbob\nchristopher\ndora\neve\nfrank\ngina\nhugo\nida\njon\n"
-INSTALL = "pip install 'charrnn[plot]'"
+INSTALL = install_command("plot")  # from this clone: pip install -e "<clone>[plot]"
 
 
 def trained_log(tmp_path, log_format: str):

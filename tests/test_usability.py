@@ -149,3 +149,15 @@ def test_python_dash_m_and_version():
 
     assert result.returncode == 0 and charrnn.__version__ in result.stdout
     assert np.__version__  # numpy is importable alongside, as the package needs
+
+
+def test_install_hints_name_the_right_command(monkeypatch, tmp_path):
+    """From this clone (editable): pip install -e "<clone>[plot]"; installed: charrnn[plot]."""
+    import charrnn.errors as errors
+    from conftest import REPO
+
+    assert errors.install_command("plot") == f'pip install -e "{REPO}[plot]"'
+    fake = tmp_path / "site-packages" / "charrnn" / "errors.py"
+    fake.parent.mkdir(parents=True)
+    monkeypatch.setattr(errors, "__file__", str(fake))
+    assert errors.install_command("sweep") == 'pip install "charrnn[sweep]"'
