@@ -235,3 +235,18 @@ def test_two_names_for_one_output_share_the_lock(tmp_path):
         with pytest.raises(CharRNNError, match="another charrnn train is writing"):
             with _output_lock(alias):
                 pass
+
+
+def test_logged_sigma_max_matches_the_svd_for_large_recurrent_weights():
+    """Power iteration (large W_hh) gives the SVD's largest singular value, warm or cold."""
+    from charrnn.train import largest_singular_value
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((2048, 512)) * 0.05
+    exact = np.linalg.norm(W, 2)
+    cold, vector = largest_singular_value(W)
+    assert cold == pytest.approx(exact, rel=1e-6)
+    moved = W + 1e-3 * rng.standard_normal(W.shape)  # the next evaluation's weights
+    warm, _ = largest_singular_value(moved, vector)
+    assert warm == pytest.approx(np.linalg.norm(moved, 2), rel=1e-6)
+    assert largest_singular_value(np.zeros((4, 3)))[0] == 0.0
