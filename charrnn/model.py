@@ -123,6 +123,10 @@ class Model:
                 raise CharRNNError(f"parameter {name} has shape {tuple(params[name].shape)}; "
                                    f"a {spec.describe()} model needs {shape}")
         self.params = {name: params[name] for name in shapes}
+        # per layer, (the cell's name, the model's name) of its arrays: found once, not per step
+        self._layer_names = [[(name[len(layer_prefix(layer)):], name) for name in shapes
+                              if name.startswith(layer_prefix(layer))]
+                             for layer in range(spec.num_layers)]
 
     @classmethod
     def init(cls, spec: ModelSpec, rng: np.random.Generator) -> Model:
@@ -149,10 +153,8 @@ class Model:
 
     def layer_params(self, layer: int, params: dict | None = None) -> dict[str, np.ndarray]:
         """One layer's arrays under the cell's own names (W_xh, W_hh, b_h, ...)."""
-        prefix = layer_prefix(layer)
         source = self.params if params is None else params
-        return {name[len(prefix):]: value for name, value in source.items()
-                if name.startswith(prefix)}
+        return {local: source[name] for local, name in self._layer_names[layer]}
 
     def zero_state(self, batch_size: int) -> State:
         shape = (batch_size, self.spec.hidden_size)
@@ -258,10 +260,9 @@ class Model:
         dxw = None
         for layer in range(len(fwd.layers) - 1, -1, -1):
             inputs, mask, cache = fwd.layers[layer]
-            prefix = layer_prefix(layer)
+            names = self._layer_names[layer]
             p = self.layer_params(layer)
-            g = {name[len(prefix):]: value for name, value in grads.items()
-                 if name.startswith(prefix)}
+            g = {local: grads[name] for local, name in names if name in grads}
             space = None if workspace is None else workspace.child(f"l{layer}")
             dxw, dstate0[layer], state_grads[layer] = self.cell.backward(
                 dh, cache, g, space, keep_state_grads)
@@ -280,8 +281,8 @@ class Model:
                 dh = np.matmul(dxw_rows, p["W_xh"]).reshape(T, B, -1)
                 if mask is not None:
                     dh *= mask
-            for name, value in g.items():
-                grads[prefix + name] = value
+            for local, name in names:
+                grads[name] = g[local]
         return grads, tuple(dstate0), state_grads, dxw
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state0: State,

@@ -20,8 +20,8 @@ from charrnn.errors import CharRNNError
 
 ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # multiply-adds of one time step's recurrent product, B x H x (G * H), from which a second thread
-# pays for itself (below it, 2 threads were no faster than 1 on the project's machine)
-CROSSOVER = 8_000_000
+# pays for itself: 2 threads were >= 1.10x faster than 1 from 3.15M on (bench_threads.py)
+CROSSOVER = 3_000_000
 MAX_AUTO_THREADS = 8  # beyond this the recurrence's products are too small to keep threads fed
 
 
