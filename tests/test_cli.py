@@ -338,7 +338,7 @@ def test_sample_writes_utf8_even_under_the_c_locale(tmp_path):
     env.update(LANG="C", LC_ALL="C", PYTHONUTF8="0")
     result = subprocess.run([sys.executable, "-m", "charrnn.cli", "sample", "--checkpoint",
                              str(out), "--length", "30", "--prime", "très 日本"],
-                            capture_output=True, env=env, timeout=60)
+                            capture_output=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode("utf-8")  # raises if the bytes are not UTF-8
     assert text.startswith("très 日本") and len(text.rstrip("\n")) >= 30 + 7

@@ -167,7 +167,7 @@ def test_file_size_limit_mid_write_keeps_previous_checkpoint(saved_run, tmp_path
     """A real failing write(2): RLIMIT_FSIZE makes the kernel refuse bytes past a size (EFBIG)."""
     limit = len(saved_run) // 2
     child = subprocess.run(charrnn_command("train", "--resume", OUT, "--steps", 8), cwd=tmp_path,
-                           env=child_env(), capture_output=True, text=True, timeout=60,
+                           env=child_env(), capture_output=True, text=True, timeout=600,
                            preexec_fn=limited(file_size=limit))
     line = error_line(child.stderr, child.returncode)
     assert line == (f"Error: cannot write checkpoint {OUT}: {os.strerror(errno.EFBIG)}; the "
@@ -398,7 +398,7 @@ def test_absurd_sizes_are_refused_in_one_line_before_any_large_allocation(
     config = write_config(tmp_path, text_file, "stream", steps=3)
     started = time.monotonic()
     child = subprocess.run(charrnn_command("train", "--config", config, *settings), cwd=tmp_path,
-                           env=child_env(), capture_output=True, text=True, timeout=120,
+                           env=child_env(), capture_output=True, text=True, timeout=600,
                            preexec_fn=limited(address_space=LIMIT_BYTES))
     line = error_line(child.stderr, child.returncode)
     assert fragment in line, line

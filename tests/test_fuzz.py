@@ -356,7 +356,7 @@ def test_forged_six_gigabyte_array_fails_in_one_line_under_a_one_gigabyte_memory
     forged["l0.W_xh"] = npy_header("<f8", (750_000_000,)) + bytes(64)
     write_members(tmp_path / "big.npz", forged)
     child = subprocess.run(charrnn_command("sample", "--checkpoint", "big.npz"), cwd=tmp_path,
-                           env=child_env(), capture_output=True, text=True, timeout=60,
+                           env=child_env(), capture_output=True, text=True, timeout=600,
                            preexec_fn=limited(address_space=1 << 30))
     assert "refusing to allocate" in error_line(child.stderr, child.returncode)
 

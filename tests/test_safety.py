@@ -199,7 +199,7 @@ def test_sample_output_to_a_stream_is_written_as_a_stream(trained):
                                                               .read_text()))
     reader.start()
     succeeded(cli("sample", "--checkpoint", OUT, "--num", 4, "--seed", 5, "--output", "fifo"))
-    reader.join(timeout=60)
+    reader.join(timeout=600)
     assert received == [expected] and Path("fifo").is_fifo()
     if "character device" in specials:
         succeeded(cli("sample", "--checkpoint", OUT, "--num", 4, "--output", "null"))
@@ -387,11 +387,11 @@ def test_a_fifo_and_process_substitution_are_read_once_as_a_corpus(work):
         Path("names.txt").read_bytes()))
     writer.start()
     child = run_child(*train_args("--corpus", "fifo", "--out", "f.npz"), cwd=work)
-    writer.join(timeout=60)
+    writer.join(timeout=600)
     assert child.returncode == 0, child.stderr
     bash = subprocess.run(["bash", "-c", " ".join(charrnn_command(*train_args(
         "--out", "p.npz"))) + " --corpus <(cat names.txt)"], cwd=work, env=child_env(),
-        text=True, capture_output=True, timeout=120)
+        text=True, capture_output=True, timeout=600)
     assert bash.returncode == 0, bash.stderr
     a, b = load_checkpoint(work / "f.npz"), load_checkpoint(work / "p.npz")
     assert a.meta["corpus"] == b.meta["corpus"]  # the same text, read whole from each
@@ -425,7 +425,7 @@ def test_a_signal_stops_a_run_waiting_for_a_fifo_that_no_one_writes(work, signum
                                text=True)
     _wait_for(process, "wait_for_partner")
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=600)
     assert process.returncode == code, stderr
     name = signal.Signals(signum).name
     assert stderr.strip() == (f"interrupted by {name} before training started; nothing was "
@@ -440,7 +440,7 @@ def test_any_command_waiting_for_a_fifo_stops_at_a_signal(trained):
                                text=True)
     _wait_for(process, "wait_for_partner")
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=600)
     assert process.returncode == 143, stderr
     assert stderr.strip() == "interrupted by SIGTERM; no file was written or changed"
 
@@ -473,7 +473,7 @@ def test_sigint_while_a_corpus_is_read_decoded_or_cached_stops_at_once(work):
         _wait_until_open(process, big)
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        _, stderr = process.communicate(timeout=600)
         assert "Traceback" not in stderr, stderr
         if process.returncode == 0:  # finished first (this machine was fast): nothing to see
             outcomes.append("done")

@@ -237,11 +237,11 @@ def test_plot_reads_a_log_once_and_refuses_a_checkpoint(tmp_path):
     writer.start()
     try:
         child = subprocess.run([sys.executable, "-m", "charrnn", "plot", str(fifo)],
-                               capture_output=True, text=True, timeout=120)
+                               capture_output=True, text=True, timeout=600)
     finally:
         with contextlib.suppress(OSError):  # frees the writer if the child never opened it
             os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-        writer.join(timeout=10)
+        writer.join(timeout=600)
     assert child.returncode == 0, child.stderr
     assert "2 evaluations, last step 2" in child.stdout
     assert (tmp_path / "run.png").read_bytes().startswith(b"\x89PNG")
@@ -280,7 +280,7 @@ def test_gradflow_and_the_sample_summary_never_open_a_fifo_corpus(tmp_path):
     os.mkfifo(corpus)  # no writer: opening it for reading would wait forever
     child = subprocess.run(
         [sys.executable, "-m", "charrnn", "gradflow", "--checkpoint", str(checkpoint), "--json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr
     assert "sample (seed 0" in json.loads(child.stdout)["text_source"]
     child = subprocess.run(fifo_script(f"""
@@ -290,6 +290,6 @@ def test_gradflow_and_the_sample_summary_never_open_a_fifo_corpus(tmp_path):
             corpus_membership({str(corpus)!r}, "lines", 0.1, 0, ["anna"])
         except CharRNNError as error:
             print(error)
-        """), capture_output=True, text=True, timeout=120)
+        """), capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr
     assert "pipe (FIFO)" in child.stdout and "not read" in child.stdout

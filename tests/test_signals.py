@@ -84,7 +84,7 @@ def wait_for_training(directory: Path, process: subprocess.Popen, offset: int) -
 def finish_and_compare(directory: Path, target: int) -> None:
     """Resume to target steps; the weights must equal an uninterrupted run's, bit for bit."""
     finished = start(directory, "--steps", target)
-    _, stderr = finished.communicate(timeout=120)
+    _, stderr = finished.communicate(timeout=600)
     assert finished.returncode == 0, stderr
     assert load_checkpoint(directory / OUT).step == target
     assert temporaries(directory / OUT) == []  # left by kills, removed at the next start
@@ -137,7 +137,7 @@ def test_sigint_and_sigterm_save_the_step_reached_and_resume_continues(signum, c
         wait_for_training(run_dir, process, offset)
         time.sleep(rng.uniform(0.0, 0.3))
         process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=600)
         step = stopped_cleanly(run_dir, process, stderr, code, offset)
     finish_and_compare(run_dir, step + 10)
 
@@ -167,7 +167,7 @@ def test_two_quick_sigints_corrupt_nothing(run_dir):
         process.send_signal(signal.SIGINT)
         time.sleep(rng.uniform(0.0, 0.01))  # a save takes 1 to 10 ms here
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
+        process.communicate(timeout=600)
         assert process.returncode in (130, -signal.SIGINT, 1)  # see the docstring
         step = load_checkpoint(run_dir / OUT).step
         assert step == max(logged_steps(run_dir, offset))
@@ -203,7 +203,7 @@ def test_sigint_delivered_inside_the_save_changes_nothing(run_dir):
     process = subprocess.Popen(
         [sys.executable, "-c", SIGINT_INSIDE_EVERY_SAVE, "train", "--config", "run.yaml"],
         cwd=run_dir, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=600)
     assert stopped_cleanly(run_dir, process, stderr, 130, 0) == 1
     finish_and_compare(run_dir, 6)
 
@@ -214,14 +214,14 @@ def test_second_training_on_the_same_output_refuses_while_the_first_runs(run_dir
     started = time.monotonic()
     for source in (["--config", "run.yaml"], ["--resume", OUT]):
         second = subprocess.run(charrnn_command("train", *source), cwd=run_dir, env=child_env(),
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=600)
         line = error_line(second.stderr, second.returncode)
         assert line == (f"Error: another charrnn train is writing {OUT}; wait for it, or pass "
                         f"another --out")
     assert time.monotonic() - started < 20
     assert first.poll() is None, "the first run must be untouched"
     first.send_signal(signal.SIGTERM)
-    _, stderr = first.communicate(timeout=60)
+    _, stderr = first.communicate(timeout=600)
     stopped_cleanly(run_dir, first, stderr, 143, 0)
 
 
@@ -247,5 +247,5 @@ def test_sigint_while_exiting_keeps_status_130(run_dir):
         cwd=run_dir, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_training(run_dir, process, 0)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=600)
     stopped_cleanly(run_dir, process, stderr, 130, 0)

@@ -179,7 +179,7 @@ def test_a_commit_cut_short_by_a_killed_driver_is_finished_or_undone(reference, 
 def test_dask_cluster_gives_the_same_table(reference, cluster, tmp_path):
     directory, _ = reference
     local, _ = cluster
-    executors = DaskExecutors(local.scheduler_address, timeout=10)
+    executors = DaskExecutors(local.scheduler_address, timeout=600)
     try:
         outcome = run_sweep(load_sweep(directory / "sweep.yaml"), tmp_path / "out", executors,
                             progress=False)
@@ -211,7 +211,7 @@ def test_a_dask_worker_killed_mid_trial_does_not_fail_the_sweep(reference, clust
 
     killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
     killer.start()
-    executors = DaskExecutors(local.scheduler_address, timeout=10)
+    executors = DaskExecutors(local.scheduler_address, timeout=600)
     try:
         run_sweep(load_sweep(directory / "sweep.yaml"), tmp_path / "out", executors,
                   progress=False)
@@ -238,7 +238,7 @@ def test_ctrl_c_stops_the_driver_and_a_resume_finishes_even_if_a_worker_dies(ref
     while time.monotonic() < deadline and driver.poll() is None and finished(out) < 1:
         time.sleep(0.005)
     os.killpg(driver.pid, signal.SIGINT)  # as Ctrl-C does: the driver and its workers
-    stdout, stderr = driver.communicate(timeout=20)
+    stdout, stderr = driver.communicate(timeout=600)
     assert driver.returncode == 130, stderr
     assert "Resume with: charrnn sweep" in stderr and "--resume" in stderr
     assert "Traceback" not in stderr and "Warning" not in stderr

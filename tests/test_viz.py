@@ -509,7 +509,7 @@ def chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProces
                "--no-first-run", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
                f"--user-data-dir={tmp_path / 'chromium-profile'}", *args, url]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
 def console_messages(stderr: str, page: Path) -> list[str]:
