@@ -153,18 +153,13 @@ PEER_NAMES = {
 }
 
 
-def _closest(name: str, options) -> str:
+def did_you_mean(name: str, options) -> str:
+    """' (did you mean 'x'?)' for the closest of options (a peer tool's name first), or ''."""
     options = list(options)
     if PEER_NAMES.get(name) in options:
         return f" (did you mean '{PEER_NAMES[name]}'?)"
     match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-def _quoted(value: Any, limit: int = 60) -> str:
-    """repr(value), cut to limit characters: error messages quote what they must, no more."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
@@ -174,7 +169,7 @@ def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
             return value
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
             raise CharRNNError(f"config {where}: expected auto or a whole number from 1 to "
-                               f"1024, got {_quoted(value)}")
+                               f"1024, got {shown(value, 60)}")
         return value
     kind = type(spec.default) if spec.default is not None else int
     if value is None:
@@ -206,7 +201,7 @@ def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
         raise CharRNNError(f"config {where}: must be a finite number, got {shown(value)}")
     if rules["choices"] and value not in rules["choices"]:
         raise CharRNNError(f"config {where}: must be one of {', '.join(rules['choices'])}, "
-                           f"got {shown(value)}{_closest(str(value)[:100], rules['choices'])}")
+                           f"got {shown(value)}{did_you_mean(str(value)[:100], rules['choices'])}")
     low, high = rules["low"], rules["high"]
     if low is not None and (value < low or (rules["low_open"] and value == low)):
         bound = ">" if rules["low_open"] else ">="
@@ -236,7 +231,7 @@ def refuse_unknown(where: str, keys, valid, what: str = "key") -> None:
     for key in keys:
         if key not in valid:
             raise CharRNNError(f"{where}: unknown {what} {shown(key)}"
-                               f"{_closest(str(key)[:100], valid)}; valid {what}s: "
+                               f"{did_you_mean(str(key)[:100], valid)}; valid {what}s: "
                                f"{', '.join(valid)}")
 
 
@@ -330,7 +325,8 @@ def parse_override(item: str) -> tuple[str, str, Any]:
                            f"training.lr=0.05")
     if section not in SECTIONS:
         raise CharRNNError(f"--set {shown(item)}: unknown section {shown(section)}"
-                           f"{_closest(section, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
+                           f"{did_you_mean(section, SECTIONS)}; valid sections: "
+                           f"{', '.join(SECTIONS)}")
     return section, name, parse_yaml(raw, f"--set {shown(item)}")
 
 

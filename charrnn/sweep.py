@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import difflib
 import hashlib
 import io
 import itertools
@@ -54,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from charrnn.config import Config, load_config, parse_yaml, refuse_unknown
+from charrnn.config import Config, did_you_mean, load_config, parse_yaml, refuse_unknown
 from charrnn.errors import CharRNNError, install_command
 from charrnn.safe_io import (
     Output,
@@ -219,11 +218,6 @@ def load_sweep(path: str | Path) -> SweepPlan:
     return SweepPlan(path, base_path, keys, tuple(trials), rungs, keep)
 
 
-def _closest(name: str, options) -> str:
-    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
 def _valid_keys(config: Config) -> list[str]:
     """Every SECTION.KEY the config knows, read from the config itself (new keys included)."""
     return [f"{section}.{name}" for section, values in config.to_dict().items()
@@ -233,7 +227,7 @@ def _valid_keys(config: Config) -> list[str]:
 def _check_key(key: Any, valid: list[str], where: str) -> None:
     if not isinstance(key, str) or key not in valid:
         bare = [name.partition(".")[2] for name in valid]
-        hint = _closest(str(key), valid)
+        hint = did_you_mean(str(key), valid)
         if not hint and str(key) in bare:  # 'hidden_size' without its section
             hint = f" (did you mean {valid[bare.index(str(key))]!r}?)"
         raise CharRNNError(f"{where}: unknown key {key!r}{hint}; keys are SECTION.KEY as in "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn.cells import CELLS
 from charrnn.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -335,7 +336,7 @@ def _check_memory(config: Config, corpus: Corpus) -> None:
          else int(corpus.train.lengths.max()) + 1)  # lines: the longest line and its boundary
     spec = ModelSpec.from_config(model, V)
     weights = sum(math.prod(shape) for shape in param_shapes(spec).values())
-    gates = {"rnn": 1, "lstm": 4, "gru": 3}[model.cell]
+    gates = CELLS[model.cell].gates
     # weights, flat copy, gradient, flat gradient, two optimizer slots; per step and layer the
     # (T, B, G*H) gate pre-activations and their gradient, a few (T, B, H) states, gradients
     # and dropout masks, and the (T * B, V) softmax
