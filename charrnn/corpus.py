@@ -298,6 +298,13 @@ class LineBatches:
         return gather_lines(self.split, line_ids)
 
 
+def stream_cut(length: int, batch_size: int, seq_length: int) -> tuple[int, int]:
+    """How evaluation cuts a text of length characters into contiguous streams: (how many, each
+    one's length). At most batch_size, each at least seq_length + 1 long where the text allows."""
+    streams = max(1, min(batch_size, (length - 1) // max(seq_length, 1)))
+    return streams, length // streams
+
+
 def eval_batches(split: Split, mode: str, batch_size: int, seq_length: int,
                  max_chars: int | None = None):
     """Batches that cover the split once (or about max_chars characters spread over it).
@@ -317,8 +324,7 @@ def eval_batches(split: Split, mode: str, batch_size: int, seq_length: int,
             yield gather_lines(split, line_ids[first: first + batch_size])
         return
     tokens = split.tokens
-    streams = max(1, min(batch_size, (len(tokens) - 1) // max(seq_length, 1)))
-    stride = len(tokens) // streams
+    streams, stride = stream_cut(len(tokens), batch_size, seq_length)
     # with max_chars, the first max_chars / streams characters of each stream: a sample spread
     # over the whole split, not just its beginning
     length = stride if max_chars is None else max(2, min(stride, max_chars // streams + 1))

@@ -13,6 +13,7 @@ from charrnn.corpus import (
     line_split,
     load_corpus,
     normalise_lines,
+    stream_cut,
 )
 from charrnn.errors import CharRNNError
 from charrnn.model import Model
@@ -39,8 +40,7 @@ def score_split(model: Model, split: Split, mode: str, batch_size: int = 64,
 def stream_segments(tokens: np.ndarray, batch_size: int, seq_length: int) -> list[np.ndarray]:
     """The contiguous streams eval_batches cuts a stream-mode split into (each from a zero
     state; every character but a stream's first is predicted)."""
-    streams = max(1, min(batch_size, (len(tokens) - 1) // max(seq_length, 1)))
-    stride = len(tokens) // streams
+    streams, stride = stream_cut(len(tokens), batch_size, seq_length)
     return [tokens[i * stride:(i + 1) * stride] for i in range(streams)]
 
 
