@@ -14,7 +14,6 @@ The corpus is held as one integer index array; batches are whole-array gathers f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,37 +70,6 @@ def longest_line(path: str | Path, max_chars: int, encoding: str = "utf-8",
     if not best:
         raise CharRNNError(f"{what} {path} has no non-empty line")
     return best
-
-
-class KnownLines:
-    """Which of a few lines a corpus holds (lines mode: one example a line).
-
-    `check(lines)` reads the corpus once for all the lines not yet asked about, in memory bounded
-    by one chunk and the longest of them, and remembers the answers; `line in known` uses them.
-    """
-
-    def __init__(self, path: str | Path, encoding: str = "utf-8", errors: str = "strict"):
-        self.path, self.encoding, self.errors = Path(path), encoding, errors
-        self._answers: dict[str, bool] = {}
-
-    def check(self, lines: Iterable[str]) -> None:
-        wanted = {line for line in lines if line not in self._answers}
-        if not wanted:
-            return
-        longest = max(map(len, wanted))
-        found: set[str] = set()
-        current = ""
-        for text in scan_text(self.path, self.encoding, self.errors, lines=True):
-            pieces = text.split("\n")
-            pieces[0] = current + pieces[0]
-            current = pieces.pop()[: longest + 1]  # longer than every candidate stays so
-            found.update(wanted.intersection(pieces))
-        found.update(wanted.intersection([current]))
-        self._answers.update((line, line in found) for line in wanted)
-
-    def __contains__(self, line: str) -> bool:
-        self.check([line])
-        return self._answers[line]
 
 
 def corpus_fingerprint(vocab: Vocabulary, tokens: np.ndarray) -> dict:
