@@ -16,7 +16,8 @@ Figures (see docs/benchmarks.md for what each one means):
   large    (b) (512, 100, 64) float32 for rnn, lstm and gru, 1 and 2 threads, 1 and 2 layers,
            through train(), against PyTorch's nn.RNN / nn.LSTM / nn.GRU (one-hot input and
            nn.Embedding input) trained by an honest loop; achieved GFLOP/s against the float32
-           matmul peak measured in the same sitting
+           matmul peak measured in the same sitting; the GEMM floor (the step's matrix products
+           alone, at their shapes: the ceiling of any NumPy trainer on this BLAS)
   policy   (c) the thread policy: auto against --threads 1 on the default names run and on the
            (512, 100, 64) run, quiet and with another process keeping one core busy
   sample   (d) sampling per cell: free-text chars/s (hidden 512), names/s (10,000, hidden 128)
@@ -366,6 +367,49 @@ def worker_peak(spec: dict) -> dict:
     return {"median": _median(rates), "runs": rates, "n": n, **_blas_info()}
 
 
+def worker_gemm_floor(spec: dict) -> dict:
+    """The GEMM floor of one training step: only the matrix products train() must run for a
+    (hidden, seq, batch) float32 step of this cell and layer count, at these shapes, timed back
+    to back with nothing else. chars/s at this floor is the most any implementation on this BLAS
+    could train: everything else (gates, softmax, optimizer) counted as free."""
+    import numpy as np
+
+    sizes, cell, layers = spec["sizes"], spec["cell"], spec["layers"]
+    H, T, B, V = sizes["hidden"], sizes["seq"], sizes["batch"], spec.get("vocab", 84)
+    GH = GATES[cell] * H
+    rng = np.random.default_rng(0)
+
+    def operands(m, k, n):
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        return a, b, np.empty((m, n), dtype=np.float32)
+
+    per_step = [operands(B, H, GH), operands(B, GH, H)]  # h W_hh^T forward, da W_hh backward
+    once = [operands(GH, T * B, H)]  # dW_hh = sum_t da_t h_{t-1}^T
+    once += [operands(T * B, H, GH), operands(GH, T * B, H), operands(T * B, GH, H)] * (layers - 1)
+    once += [operands(T * B, H, V), operands(V, T * B, H), operands(T * B, V, H)]  # output layer
+
+    def one_step():
+        for _ in range(layers):
+            for a, b, c in per_step:
+                for _ in range(T):
+                    np.matmul(a, b, out=c)
+        for a, b, c in once:
+            np.matmul(a, b, out=c)
+
+    one_step()
+    started = time.perf_counter()
+    one_step()
+    calls = max(1, round(spec["window"] / max(time.perf_counter() - started, 1e-9)))
+    rates = []
+    for _ in range(spec["repeats"]):
+        started = time.perf_counter()
+        for _ in range(calls):
+            one_step()
+        rates.append(calls * T * B / (time.perf_counter() - started))
+    return {"median": _median(rates), "runs": rates, **_blas_info()}
+
+
 def worker_policy(spec: dict) -> dict:
     """(c): train() with each thread setting, interleaved; thread variables are unset here."""
     settings = spec["settings"]
@@ -529,6 +573,7 @@ def worker_rss(spec: dict) -> dict:
 
 WORKERS = {"info": worker_info, "batch1": worker_batch1, "large": worker_large,
            "torch": worker_torch, "peak": worker_peak, "policy": worker_policy,
+           "gemm_floor": worker_gemm_floor,
            "sample": worker_sample, "eval": worker_eval, "rss": worker_rss}
 
 
@@ -810,6 +855,15 @@ def figure_large(bench: Bench, results: dict, use_torch: bool) -> None:
                              f"the bare Run.train_step loop at {b['bare']:.0f} chars/s against "
                              f"train() at {b['train']:.0f}, interleaved: bare / train() - 1",
                              ctx, b)
+            floor = bench.worker("gemm_floor", threads, bench.spec(cell=cell, layers=layers,
+                                                                   vocab=ours["vocab"]))
+            results["large"][tag]["gemm_floor"] = floor
+            bench.figure(f"large.{tag}.gemm_floor", floor["median"], "chars/s",
+                         f"the step's matrix products alone, back to back (the ceiling if "
+                         f"everything else were free); train() reaches "
+                         f"{100 * ours['median'] / floor['median']:.0f}% of it, "
+                         f"{spread(floor['runs'])}", bench.context(floor, threads),
+                         floor["runs"])
             theirs = {}
             for kind in inputs:
                 t = bench.worker("torch", threads, bench.spec(cell=cell, layers=layers,
@@ -828,6 +882,10 @@ def figure_large(bench: Bench, results: dict, use_torch: bool) -> None:
                              / theirs[best]["median"], "x",
                              f"charrnn / PyTorch ({best}, the faster input); target {target} "
                              f"at 1 thread", ctx)
+                bench.figure(f"large.{tag}.gemm_floor_vs_torch", floor["median"]
+                             / theirs[best]["median"], "x",
+                             "the GEMM floor / PyTorch: the most any NumPy trainer on this BLAS "
+                             "could reach", ctx)
             flops = flops_per_char(cell, layers, H, ours["vocab"])
             achieved = ours["median"] * flops / 1e9
             peak = peaks[threads]["median"]

@@ -104,7 +104,9 @@ def append_record(path: str | Path, record: dict, log_format: str, fresh: bool) 
     else:
         if not text:
             text = ",".join(record) + "\n"
-        text += ",".join("" if v is None else str(v) for v in record.values()) + "\n"
+        # a log written by an older version keeps its columns: fill them by name
+        columns = text[: text.find("\n")].split(",")
+        text += ",".join("" if record.get(k) is None else str(record[k]) for k in columns) + "\n"
     try:
         atomic_write(path, text, "the metrics log", HINT, follow=False)
     except CharRNNError as error:

@@ -488,7 +488,7 @@ def train(config: Config, *, resume: str | Path | None = None,
                     out_of_time = training.time_limit > 0 and elapsed >= training.time_limit
                     if run.step % training.eval_every == 0 or last or out_of_time:
                         val_loss = run.evaluate(training.eval_max_chars)
-                        record = _metrics(run, window, val_loss)
+                        record = _metrics(run, window, val_loss, time.perf_counter() - started)
                         history.append(record)
                         try:
                             append_record(logfile, record, training.log_format, fresh_log)
@@ -607,7 +607,9 @@ def _new_window() -> dict:
             "t0": time.perf_counter()}
 
 
-def _metrics(run: Run, window: dict, val_loss: float | None) -> dict:
+def _metrics(run: Run, window: dict, val_loss: float | None, elapsed: float) -> dict:
+    """One log record; `seconds` is wall time since this invocation's first step (training,
+    evaluations and saves): the x axis of a loss-against-time curve."""
     seconds = max(time.perf_counter() - window["t0"], 1e-9)
     train_loss = window["nll"] / max(window["chars"], 1)
     return {
@@ -622,6 +624,7 @@ def _metrics(run: Run, window: dict, val_loss: float | None) -> dict:
         "clip_fraction": window["clip"] / max(window["steps"], 1),
         **sigma_max_W_hh(run.model, run.sigma_vectors),
         "chars_per_sec": window["chars"] / seconds,
+        "seconds": round(elapsed, 3),
     }
 
 

@@ -110,6 +110,24 @@ def test_metrics_log_records_each_evaluation(names_file, tmp_path):
         assert record["val_loss"] > 0 and record["grad_norm"] > 0
         assert 0 <= record["clip_fraction"] <= 1 and record["sigma_max_W_hh"] > 0
         assert record["val_bpc"] == pytest.approx(record["val_loss"] / np.log(2))
+    seconds = [r["seconds"] for r in records]  # the x axis of a loss-against-time curve
+    assert 0 < seconds[0] < seconds[1] < seconds[2]
+
+
+def test_resume_appends_to_an_older_csv_log_by_its_own_columns(names_file, tmp_path):
+    config = tiny_config(names_file, tmp_path / "n.npz", steps=10, log_format="csv")
+    train(config, progress=False, report=quiet)
+    log = log_path(config.training.out, "csv")
+    rows = log.read_text().splitlines()
+    drop = rows[0].split(",").index("seconds")  # as a log from before the seconds column
+    log.write_text("".join(",".join(c for i, c in enumerate(row.split(",")) if i != drop) + "\n"
+                           for row in rows))
+    train(config.replace(training={"steps": 20}), resume=config.training.out, progress=False,
+          report=quiet)
+    header, *records = [row.split(",") for row in log.read_text().splitlines()]
+    assert "seconds" not in header and len(records) == 2
+    assert all(len(record) == len(header) for record in records)
+    assert records[1][header.index("step")] == "20"
 
 
 def test_csv_log_has_a_header_and_a_row_per_evaluation(names_file, tmp_path):
