@@ -177,7 +177,7 @@ def worker_batch1(spec: dict) -> dict:
     interleaved (a different order each repeat), one thread."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import minchar
-    import numpy as np  # noqa: F401 - imported before the timings start
+    import numpy as np
 
     from charrnn.threads import blas_threads
 
@@ -212,8 +212,26 @@ def worker_batch1(spec: dict) -> dict:
                 bare.train_step()
             runs["bare"].append(k * chars / (time.perf_counter() - started))
 
-    runs: dict = {"train": [], "whole_call": [], "yardstick": [], "bare": []}
-    order = [run_train, run_yardstick, run_bare]
+    # the recurrence alone: the cell's forward and backward loops over the 25 steps (layer 0's
+    # lookup, the output layer, clipping and the update counted as free); what a design that
+    # loops over time in Python pays at least
+    batch = bare.batches.next()
+    model, space = bare.model, bare.workspace
+    state0 = model.zero_state(1)[0]
+    xw = model.cell.input_buffer(*batch.x.shape, model.dtype, space)
+    xw[...] = 0.01
+    dh = np.full((*batch.x.shape, model.spec.hidden_size), 0.01, dtype=model.dtype)
+
+    def run_recurrence():
+        p = model.layer_params(0)
+        started = time.perf_counter()
+        for _ in range(k):
+            _, _, cache = model.cell.forward(xw, state0, p, space)
+            model.cell.backward(dh, cache, None, space)
+        runs["recurrence"].append(k * chars / (time.perf_counter() - started))
+
+    runs: dict = {"train": [], "whole_call": [], "yardstick": [], "bare": [], "recurrence": []}
+    order = [run_train, run_yardstick, run_bare, run_recurrence]
     for _ in range(repeats):
         for fn in order:
             fn()
@@ -786,6 +804,12 @@ def figure_batch1(bench: Bench, results: dict) -> None:
                  f"the bare Run.train_step loop at {m['bare']:.0f} chars/s "
                  f"({spread(runs['bare'])}) against train() at {m['train']:.0f}: bare / train() "
                  f"- 1", ctx, runs["bare"])
+    bench.figure("batch1.recurrence_only", m["recurrence"], "chars/s",
+                 f"the cell's forward and backward loops alone ({spread(runs['recurrence'])}): "
+                 f"{m['recurrence'] / m['yardstick']:.2f}x the yardstick is the most this design "
+                 f"(a Python loop over time) could reach if everything else were free; train() "
+                 f"spends {100 * m['train'] / m['recurrence']:.0f}% of its time in them", ctx,
+                 runs["recurrence"])
     bench.figure("batch1.train_whole_call", m["whole_call"], "chars/s",
                  "TrainResult.chars_per_second: 2 windows incl. the first step and the final "
                  "checkpoint save", ctx, runs["whole_call"])

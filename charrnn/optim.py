@@ -138,7 +138,8 @@ class SGD(Optimizer):
         velocity = self.state["velocity"]
         velocity *= self.momentum
         velocity += grad
-        params -= self.rate * velocity
+        step, _ = self._buffers(grad)
+        params -= np.multiply(velocity, self.rate, out=step)
 
 
 class Adam(Optimizer):
@@ -151,13 +152,21 @@ class Adam(Optimizer):
     def update(self, params, grad):
         self.t += 1
         m, v = self.state["m"], self.state["v"]
+        step, root = self._buffers(grad)  # no temporaries: each would be a fresh, faulted page run
         m *= self.beta1
-        m += (1 - self.beta1) * grad
+        m += np.multiply(grad, 1 - self.beta1, out=step)  # m = b1 m + (1 - b1) g
         v *= self.beta2
-        v += (1 - self.beta2) * grad * grad
+        np.multiply(grad, 1 - self.beta2, out=step)
+        step *= grad
+        v += step  # v = b2 v + (1 - b2) g^2
         m_hat_scale = 1.0 / (1 - self.beta1 ** self.t)
         v_hat_scale = 1.0 / (1 - self.beta2 ** self.t)
-        params -= (self.rate * m_hat_scale) * m / (np.sqrt(v * v_hat_scale) + ADAM_EPS)
+        np.multiply(v, v_hat_scale, out=root)
+        np.sqrt(root, out=root)
+        root += ADAM_EPS  # sqrt(v_hat) + eps
+        np.multiply(m, self.rate * m_hat_scale, out=step)
+        step /= root
+        params -= step  # params -= lr m_hat / (sqrt(v_hat) + eps)
 
 
 def make_optimizer(layout: Layout, training, dtype="float64") -> Optimizer:
