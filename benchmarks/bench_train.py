@@ -393,7 +393,7 @@ def worker_gemm_floor(spec: dict) -> dict:
     import numpy as np
 
     sizes, cell, layers = spec["sizes"], spec["cell"], spec["layers"]
-    H, T, B, V = sizes["hidden"], sizes["seq"], sizes["batch"], spec.get("vocab", 84)
+    H, T, B, V = sizes["hidden"], sizes["seq"], sizes["batch"], spec["vocab"]
     GH = GATES[cell] * H
     rng = np.random.default_rng(0)
 

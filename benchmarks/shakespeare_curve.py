@@ -14,9 +14,10 @@ clocks include their evaluations: PyTorch evaluates at each mark; charrnn's log 
 `seconds` (wall time since the first step, evaluations and saves included), and the curve takes
 at each mark the best validation loss logged at or before it.
 
-PyTorch's loop is the plain one a PyTorch user writes: contiguous streams with the state carried
-and detached, cross-entropy averaged over the batch, clip_grad_norm_(5), Adam; torch's default
-initialisation. torch is needed only for the `torch` command (pip install torch==2.13.0).
+PyTorch's loop is the plain one a PyTorch user writes, on charrnn's own batches
+(charrnn.corpus.StreamBatches: 64 contiguous streams) with the state carried and detached,
+cross-entropy averaged over the batch, clip_grad_norm_(5), Adam; torch's default initialisation.
+torch is needed only for the `torch` command (pip install torch==2.13.0).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def validation_sample(seq_length: int):
 def torch_curve(args) -> None:
     import numpy as np
     import torch
+
+    from charrnn.corpus import StreamBatches
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -76,19 +79,17 @@ def torch_curve(args) -> None:
                 count += batch.y.size
         return total / count
 
-    tokens = corpus.train.tokens.astype(np.int64)
-    stride = (len(tokens) - 1) // B
-    starts = np.arange(B) * stride
-    position, state, step = 0, None, 0
+    train_batches = StreamBatches(corpus.train, B, T)  # charrnn's own chunking of the same text
+    state, step = None, 0
     marks = [m for m in MARKS if m <= args.seconds] or [args.seconds]
     started = time.perf_counter()
     for mark in marks:
         while time.perf_counter() - started < mark:
-            if position + T + 1 > stride:
-                position, state = 0, None
-            window = tokens[(starts + position)[None, :] + np.arange(T + 1)[:, None]]
-            position += T
-            x, y = torch.from_numpy(window[:-1]), torch.from_numpy(window[1:])
+            batch = train_batches.next()
+            if batch.reset:
+                state = None
+            x = torch.from_numpy(batch.x.astype(np.int64))
+            y = torch.from_numpy(batch.y.astype(np.int64))
             logits, state = net(x, state)
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
             optimizer.zero_grad()
