@@ -85,6 +85,9 @@ class TrainingConfig:
     momentum: float = _spec(0.0, low=0.0, high=1.0, high_open=True, doc="SGD momentum")
     beta1: float = _spec(0.9, low=0.0, high=1.0, high_open=True, doc="Adam first-moment decay")
     beta2: float = _spec(0.999, low=0.0, high=1.0, high_open=True, doc="Adam second-moment decay")
+    lr_schedule: str = _spec("step", choices=("step", "cosine"),
+                             doc="step: lr_decay every lr_decay_every steps; cosine: "
+                                 "lr * (1 + cos(pi * step / steps)) / 2, down to 0 at steps")
     lr_decay: float = _spec(1.0, low=0.0, high=1.0, low_open=True,
                             doc="multiply lr by this every lr_decay_every steps")
     lr_decay_every: int | None = _spec(None, low=1, nullable=True,

@@ -298,8 +298,14 @@ class Run:
         return nll_sum, count, norm, clip_fraction
 
     def lr_scale(self, step: int) -> float:
-        """The schedule: lr_decay once every lr_decay_every steps (eval_every when unset)."""
+        """The schedule. step: lr_decay once every lr_decay_every steps (eval_every when
+        unset). cosine: (1 + cos(pi * step / steps)) / 2, from 1 at step 0 to 0 at the last
+        step (PyTorch's CosineAnnealingLR with T_max = steps, eta_min = 0), so a run with a
+        known budget anneals all the way; a function of the step alone, so resume is exact."""
         training = self.config.training
+        if training.lr_schedule == "cosine":
+            done = min(step, training.steps) / max(training.steps, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * done))
         every = training.lr_decay_every or training.eval_every
         return training.lr_decay ** (step // every)
 

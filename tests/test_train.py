@@ -55,6 +55,32 @@ def test_changing_eval_every_does_not_change_the_trained_weights(names_file, tmp
     assert [round(r["lr"] / 0.01, 6) for r in result.history] == [1.0, 0.5, 0.25, 0.125]
 
 
+def test_cosine_schedule_anneals_from_lr_to_zero_at_the_last_step(names_file, tmp_path):
+    """lr * (1 + cos(pi * step / steps)) / 2, as the update of each logged step used it."""
+    config = tiny_config(names_file, tmp_path / "cos.npz", steps=20, eval_every=5,
+                         lr_schedule="cosine", lr_decay=0.5)  # lr_decay: ignored by cosine
+    result = train(config, progress=False, report=quiet)
+    used = [record["lr"] / 0.01 for record in result.history]
+    expected = [0.5 * (1 + np.cos(np.pi * (step - 1) / 20)) for step in (5, 10, 15, 20)]
+    np.testing.assert_allclose(used, expected, rtol=1e-12)
+    assert used[-1] < 0.01 and used == sorted(used, reverse=True)
+
+
+def test_a_cosine_run_stopped_by_its_time_limit_resumes_bit_for_bit(text_file, tmp_path):
+    whole = tiny_config(text_file, tmp_path / "whole.npz", "stream", steps=30,
+                        lr_schedule="cosine")
+    train(whole, progress=False, report=quiet)
+    cut = tiny_config(text_file, tmp_path / "cut.npz", "stream", steps=30,
+                      lr_schedule="cosine", time_limit=1e-9)  # stops after its first step
+    assert train(cut, progress=False, report=quiet).step < 30
+    train(cut.replace(training={"time_limit": 0.0}), resume=cut.training.out, progress=False,
+          report=quiet)
+    a, b = load_checkpoint(whole.training.out), load_checkpoint(cut.training.out)
+    assert a.step == b.step == 30
+    for key in a.params:
+        assert np.array_equal(a.params[key], b.params[key]), key
+
+
 def test_same_config_and_seed_give_bit_identical_checkpoints(names_file, tmp_path):
     outs = []
     for name in ("a.npz", "b.npz"):
