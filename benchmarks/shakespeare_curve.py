@@ -112,12 +112,16 @@ def log_curve(args) -> None:
     if not records:
         sys.exit(f"{args.log}: no records with val_loss and seconds (logs before 'seconds' "
                  f"existed cannot give a time curve)")
-    for mark in [m for m in MARKS if m <= records[-1]["seconds"] + 60]:
+    ended = records[-1]["seconds"]
+    # every mark the run reached, and the first one after its end (its final best stands there)
+    first_after_end = min([m for m in MARKS if m >= ended], default=None)
+    for mark in [m for m in MARKS if m - 60 <= ended or m == first_after_end]:
         seen = [r for r in records if r["seconds"] <= mark]
         if seen:
             best = min(seen, key=lambda r: r["val_loss"])
             print(json.dumps({"seconds": mark, "val_loss": round(best["val_loss"], 4),
-                              "step": best["step"], "logged_at": best["seconds"]}))
+                              "step": best["step"], "logged_at": best["seconds"],
+                              **({"run_ended_at": ended} if ended < mark else {})}))
 
 
 def main() -> None:
