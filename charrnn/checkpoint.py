@@ -228,6 +228,39 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """
     path = Path(path)
     where = f"checkpoint {path}"
+    headers = _checked_headers(path, where)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            read = _reader(archive, where)
+            config, vocab, meta, version = _records(read, headers, where)
+            stored_as = _stored_names(headers, version)  # current name -> name in the file
+            expected = _expected_shapes(config, vocab, {name: headers[stored] for name, stored
+                                                        in stored_as.items()}, where)
+            arrays = {name: read(stored_as[name]) for name in expected}
+    except CharRNNError:
+        raise
+    except Exception as error:  # noqa: BLE001 - opening the archive is parsing untrusted bytes
+        raise _damaged(where, error) from None
+    return _checkpoint_from_arrays(config, vocab, meta, arrays, where, version)
+
+
+def load_checkpoint_config(path: str | Path) -> Config:
+    """The stored config alone, checked as load_checkpoint checks it, without reading the
+    weights: what the command line needs to set up a run that will load the file itself."""
+    path = Path(path)
+    where = f"checkpoint {path}"
+    headers = _checked_headers(path, where)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return _records(_reader(archive, where), headers, where)[0]
+    except CharRNNError:
+        raise
+    except Exception as error:  # noqa: BLE001 - as in load_checkpoint
+        raise _damaged(where, error) from None
+
+
+def _checked_headers(path: Path, where: str) -> dict[str, _Header]:
+    """Every array's header, once the file is there and holds the records of a checkpoint."""
     if not path.exists():
         raise CharRNNError(f"{where} not found; train one with `charrnn train` or pass "
                            f"--checkpoint with an existing file")
@@ -238,27 +271,24 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if required not in headers:
             raise CharRNNError(f"{where}: missing {required!r}; not a charrnn checkpoint, or "
                                f"written by another program")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            def read(name: str) -> np.ndarray:
-                try:
-                    return archive[name]
-                except Exception as error:  # noqa: BLE001 - as in _array_headers
-                    raise CharRNNError(f"{where} is damaged: array {name!r} cannot be read "
-                                       f"({_short(error)}); use an earlier checkpoint (e.g. the "
-                                       f".best.npz beside it)") from None
+    return headers
 
-            config, vocab, meta, version = _records(read, headers, where)
-            stored_as = _stored_names(headers, version)  # current name -> name in the file
-            expected = _expected_shapes(config, vocab, {name: headers[stored] for name, stored
-                                                        in stored_as.items()}, where)
-            arrays = {name: read(stored_as[name]) for name in expected}
-    except CharRNNError:
-        raise
-    except Exception as error:  # noqa: BLE001 - opening the archive is parsing untrusted bytes
-        raise CharRNNError(f"{where} is damaged ({_short(error)}); use an earlier checkpoint "
-                           f"(e.g. the .best.npz beside it)") from None
-    return _checkpoint_from_arrays(config, vocab, meta, arrays, where, version)
+
+def _reader(archive, where: str):
+    """read(name): one array of the open archive; a damaged one is a CharRNNError."""
+    def read(name: str) -> np.ndarray:
+        try:
+            return archive[name]
+        except Exception as error:  # noqa: BLE001 - as in _array_headers
+            raise CharRNNError(f"{where} is damaged: array {name!r} cannot be read "
+                               f"({_short(error)}); use an earlier checkpoint (e.g. the "
+                               f".best.npz beside it)") from None
+    return read
+
+
+def _damaged(where: str, error: BaseException) -> CharRNNError:
+    return CharRNNError(f"{where} is damaged ({_short(error)}); use an earlier checkpoint "
+                        f"(e.g. the .best.npz beside it)")
 
 
 def _stored_names(headers: dict[str, _Header], version: int) -> dict[str, str]:

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from charrnn.cells import CELLS
-from charrnn.checkpoint import load_checkpoint
+from charrnn.checkpoint import load_checkpoint, load_checkpoint_config
 from charrnn.cli_support import SEED, command_line_text, default_checkpoint, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
 from charrnn.config import config_path as config_file
@@ -126,8 +126,7 @@ def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, e
 def _init_from_config(config, init_from: str, overrides):
     """--init-from: the checkpoint's model, except dropout and dtype, which a new run may change;
     any other model.* setting given on the command line cannot apply and is refused."""
-    saved = load_checkpoint(init_from)
-    model = saved.config.to_dict()["model"]
+    model = load_checkpoint_config(init_from).to_dict()["model"]  # the trainer reads the weights
     explicit = {}
     for item in overrides:
         section, name, _ = parse_override(item)
@@ -145,7 +144,7 @@ def _init_from_config(config, init_from: str, overrides):
 
 def _resumed_config(resume: str, overrides: list[str]):
     """The checkpoint's own config, with the command line's changes validated on top."""
-    return with_overrides(load_checkpoint(resume).config, overrides, f"--resume {resume}")
+    return with_overrides(load_checkpoint_config(resume), overrides, f"--resume {resume}")
 
 
 @main.command()

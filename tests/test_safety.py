@@ -350,6 +350,23 @@ def test_a_corpus_is_read_exactly_once_and_a_cached_one_not_at_all(work, monkeyp
     assert opened.count("names.txt") == 0  # the cache holds its encoding
 
 
+def test_resume_and_init_from_read_the_checkpoints_weights_once(trained, monkeypatch):
+    """The command line takes only the stored config; the trainer reads the weights."""
+    reads = []
+    real_getitem = np.lib.npyio.NpzFile.__getitem__
+
+    def counting_getitem(archive, key):
+        reads.append(key)
+        return real_getitem(archive, key)
+
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", counting_getitem)
+    succeeded(cli("train", "--resume", OUT, "--steps", 6))
+    assert reads.count("l0.W_hh") == 1 and reads.count("config") == 2, reads
+    reads.clear()
+    succeeded(cli("train", "--init-from", OUT, "--out", "other.npz", "--steps", 2))
+    assert reads.count("l0.W_hh") == 1 and reads.count("config") == 2, reads
+
+
 def test_a_corpus_that_changes_while_it_is_read_is_detected(work, monkeypatch):
     monkeypatch.setattr(safe_io, "CHUNK_BYTES", 512)
     read_chunk = safe_io._read_chunk
