@@ -27,7 +27,7 @@ from charrnn.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from charrnn.config import Config
+from charrnn.config import Config, TrainingConfig
 from charrnn.corpus import Corpus, LineBatches, StreamBatches, fingerprint_difference, load_corpus
 from charrnn.errors import CharRNNError, Interrupted
 from charrnn.evaluate import LN2, evaluate_split
@@ -76,6 +76,19 @@ def log_path(out: str | Path, log_format: str = "jsonl") -> Path:
     return out.with_name(out.stem + "." + log_format)
 
 
+def lr_scale(training: TrainingConfig, step: int) -> float:
+    """The schedule's factor on lr for the update after `step` steps. step: lr_decay once every
+    lr_decay_every steps (eval_every when unset). cosine: (1 + cos(pi * step / steps)) / 2, from
+    1 at step 0 to 0 at the last step (PyTorch's CosineAnnealingLR with T_max = steps,
+    eta_min = 0), so a run with a known budget anneals all the way. A function of the step
+    alone, so resume is exact."""
+    if training.lr_schedule == "cosine":
+        done = min(step, training.steps) / max(training.steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+    every = training.lr_decay_every or training.eval_every
+    return training.lr_decay ** (step // every)
+
+
 def stability_warnings(config: Config) -> list[str]:
     """Settings measured to diverge (see README, 'Choosing a learning rate')."""
     warnings = []
@@ -87,6 +100,11 @@ def stability_warnings(config: Config) -> list[str]:
             f"training.optimizer=adam with lr 0.002")
     if training.clip_mode == "none" or training.clip == 0:
         warnings.append("gradient clipping is off; exploding gradients can turn the loss into NaN")
+    if training.lr_schedule == "cosine" and (training.lr_decay != 1.0
+                                             or training.lr_decay_every is not None):
+        warnings.append("training.lr_decay and lr_decay_every do nothing with lr_schedule: "
+                        "cosine (it decays lr to 0 at training.steps); drop them or use "
+                        "lr_schedule: step")
     return warnings
 
 
@@ -288,7 +306,7 @@ class Run:
                 f"and the last saved checkpoint is kept. Lower training.lr, or turn clipping on "
                 f"(training.clip_mode: value)")
         clip_fraction = clip_gradients(grad, training.clip_mode, training.clip, norm)
-        self.optimizer.scale = self.lr_scale(self.step)
+        self.optimizer.scale = lr_scale(self.config.training, self.step)
         with np.errstate(over="ignore", invalid="ignore"):  # save_checkpoint refuses inf weights
             self.optimizer.update(self.flat_params, grad)
         if self.state is not None:
@@ -296,18 +314,6 @@ class Run:
         self.step += 1
         self.chars_seen += count
         return nll_sum, count, norm, clip_fraction
-
-    def lr_scale(self, step: int) -> float:
-        """The schedule. step: lr_decay once every lr_decay_every steps (eval_every when
-        unset). cosine: (1 + cos(pi * step / steps)) / 2, from 1 at step 0 to 0 at the last
-        step (PyTorch's CosineAnnealingLR with T_max = steps, eta_min = 0), so a run with a
-        known budget anneals all the way; a function of the step alone, so resume is exact."""
-        training = self.config.training
-        if training.lr_schedule == "cosine":
-            done = min(step, training.steps) / max(training.steps, 1)
-            return 0.5 * (1.0 + math.cos(math.pi * done))
-        every = training.lr_decay_every or training.eval_every
-        return training.lr_decay ** (step // every)
 
     def evaluate(self, max_chars: int | None) -> float | None:
         if self.corpus.val is None:
@@ -387,6 +393,15 @@ def start_run(config: Config, resume: str | Path | None = None,
             run.notes.append(f"warning: the checkpoint was trained with "
                              f"{saved.config.training.optimizer}; {config.training.optimizer} "
                              f"starts from fresh optimizer state")
+        before, now = saved.config.training, config.training
+        if now.lr_schedule == "cosine" and (before.lr_schedule, before.steps) != ("cosine",
+                                                                                  now.steps):
+            was = lr_scale(before, saved.step) * before.lr
+            change = (f"the cosine schedule now ends at step {now.steps}, not {before.steps}"
+                      if before.lr_schedule == "cosine" else
+                      f"lr_schedule changes from {before.lr_schedule} to cosine")
+            run.notes.append(f"warning: {change}: lr jumps from {was:.3g} to "
+                             f"{lr_scale(now, saved.step) * now.lr:.3g} at step {saved.step}")
         return run
     if init_from is not None:
         saved = load_checkpoint(init_from)

@@ -59,7 +59,9 @@ def test_cosine_schedule_anneals_from_lr_to_zero_at_the_last_step(names_file, tm
     """lr * (1 + cos(pi * step / steps)) / 2, as the update of each logged step used it."""
     config = tiny_config(names_file, tmp_path / "cos.npz", steps=20, eval_every=5,
                          lr_schedule="cosine", lr_decay=0.5)  # lr_decay: ignored by cosine
-    result = train(config, progress=False, report=quiet)
+    said = []
+    result = train(config, progress=False, report=lambda kind, text: said.append(text))
+    assert any("lr_decay and lr_decay_every do nothing" in line for line in said), said
     used = [record["lr"] / 0.01 for record in result.history]
     expected = [0.5 * (1 + np.cos(np.pi * (step - 1) / 20)) for step in (5, 10, 15, 20)]
     np.testing.assert_allclose(used, expected, rtol=1e-12)
@@ -73,12 +75,26 @@ def test_a_cosine_run_stopped_by_its_time_limit_resumes_bit_for_bit(text_file, t
     cut = tiny_config(text_file, tmp_path / "cut.npz", "stream", steps=30,
                       lr_schedule="cosine", time_limit=1e-9)  # stops after its first step
     assert train(cut, progress=False, report=quiet).step < 30
+    said = []
     train(cut.replace(training={"time_limit": 0.0}), resume=cut.training.out, progress=False,
-          report=quiet)
+          report=lambda kind, text: said.append(text))
+    assert not [line for line in said if "schedule" in line], said  # the same steps: no jump
     a, b = load_checkpoint(whole.training.out), load_checkpoint(cut.training.out)
     assert a.step == b.step == 30
     for key in a.params:
         assert np.array_equal(a.params[key], b.params[key]), key
+
+
+def test_resuming_a_cosine_run_with_other_steps_says_how_lr_jumps(text_file, tmp_path):
+    config = tiny_config(text_file, tmp_path / "c.npz", "stream", steps=10,
+                         lr_schedule="cosine")
+    train(config, progress=False, report=quiet)
+    said = []
+    train(config.replace(training={"steps": 20}), resume=config.training.out, progress=False,
+          report=lambda kind, text: said.append(text))
+    jump = [line for line in said if "cosine schedule now ends at step 20" in line]
+    # at step 10 of 10 lr had reached 0; of 20 it is halfway down: 0.01 * 0.5
+    assert jump and "lr jumps from 0 to 0.005 at step 10" in jump[0], said
 
 
 def test_same_config_and_seed_give_bit_identical_checkpoints(names_file, tmp_path):
