@@ -79,14 +79,29 @@ def log_path(out: str | Path, log_format: str = "jsonl") -> Path:
 def lr_scale(training: TrainingConfig, step: int) -> float:
     """The schedule's factor on lr for the update after `step` steps. step: lr_decay once every
     lr_decay_every steps (eval_every when unset). cosine: (1 + cos(pi * step / steps)) / 2, from
-    1 at step 0 to 0 at the last step (PyTorch's CosineAnnealingLR with T_max = steps,
-    eta_min = 0), so a run with a known budget anneals all the way. A function of the step
-    alone, so resume is exact."""
+    1 for the first update to 0 at step `steps`, after the last one (PyTorch's
+    CosineAnnealingLR with T_max = steps, eta_min = 0, stepped after each update), so a run with
+    a known budget anneals all the way. A function of the step alone, so resume is exact."""
     if training.lr_schedule == "cosine":
         done = min(step, training.steps) / max(training.steps, 1)
         return 0.5 * (1.0 + math.cos(math.pi * done))
     every = training.lr_decay_every or training.eval_every
     return training.lr_decay ** (step // every)
+
+
+SCHEDULE_KEYS = ("lr", "lr_schedule", "steps", "lr_decay", "lr_decay_every", "eval_every")
+
+
+def schedule_jump(before: TrainingConfig, now: TrainingConfig, step: int) -> str | None:
+    """What a resumed run's changed schedule does to lr at the step it resumes from, if
+    anything (a cosine schedule moves with `steps`; any schedule with lr and its own keys)."""
+    was, will = lr_scale(before, step) * before.lr, lr_scale(now, step) * now.lr
+    if step >= now.steps or math.isclose(was, will, rel_tol=1e-9, abs_tol=1e-15):
+        return None
+    changed = ", ".join(f"{key} {getattr(before, key)} -> {getattr(now, key)}"
+                        for key in SCHEDULE_KEYS if getattr(before, key) != getattr(now, key))
+    return (f"the learning-rate schedule differs from the checkpoint's ({changed}): lr jumps "
+            f"from {was:.3g} to {will:.3g} at step {step}")
 
 
 def stability_warnings(config: Config) -> list[str]:
@@ -393,15 +408,9 @@ def start_run(config: Config, resume: str | Path | None = None,
             run.notes.append(f"warning: the checkpoint was trained with "
                              f"{saved.config.training.optimizer}; {config.training.optimizer} "
                              f"starts from fresh optimizer state")
-        before, now = saved.config.training, config.training
-        if now.lr_schedule == "cosine" and (before.lr_schedule, before.steps) != ("cosine",
-                                                                                  now.steps):
-            was = lr_scale(before, saved.step) * before.lr
-            change = (f"the cosine schedule now ends at step {now.steps}, not {before.steps}"
-                      if before.lr_schedule == "cosine" else
-                      f"lr_schedule changes from {before.lr_schedule} to cosine")
-            run.notes.append(f"warning: {change}: lr jumps from {was:.3g} to "
-                             f"{lr_scale(now, saved.step) * now.lr:.3g} at step {saved.step}")
+        jump = schedule_jump(saved.config.training, config.training, saved.step)
+        if jump:
+            run.notes.append(f"warning: {jump}")
         return run
     if init_from is not None:
         saved = load_checkpoint(init_from)

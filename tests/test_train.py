@@ -92,9 +92,21 @@ def test_resuming_a_cosine_run_with_other_steps_says_how_lr_jumps(text_file, tmp
     said = []
     train(config.replace(training={"steps": 20}), resume=config.training.out, progress=False,
           report=lambda kind, text: said.append(text))
-    jump = [line for line in said if "cosine schedule now ends at step 20" in line]
+    jump = [line for line in said if "schedule differs from the checkpoint's (steps 10 -> 20)"
+            in line]
     # at step 10 of 10 lr had reached 0; of 20 it is halfway down: 0.01 * 0.5
     assert jump and "lr jumps from 0 to 0.005 at step 10" in jump[0], said
+    said.clear()  # back to a step schedule at step 20: lr is back up at 0.01 * 0.5 ** (20 // 5)
+    back = config.replace(training={"steps": 30, "lr_schedule": "step", "lr_decay": 0.5,
+                                    "lr_decay_every": 5})
+    train(back, resume=config.training.out, progress=False,
+          report=lambda kind, text: said.append(text))
+    assert any("lr_schedule cosine -> step" in line and "from 0 to 0.000625 at step 20" in line
+               for line in said), said
+    said.clear()  # already past --steps: nothing will be trained, so nothing to warn about
+    train(config.replace(training={"steps": 8}), resume=config.training.out, progress=False,
+          report=lambda kind, text: said.append(text))
+    assert not [line for line in said if "schedule" in line], said
 
 
 def test_same_config_and_seed_give_bit_identical_checkpoints(names_file, tmp_path):
