@@ -11,22 +11,42 @@ The command line (`charrnn ...`, or `python -m charrnn ...`) is a thin layer ove
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
 
-from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from charrnn.config import Config, load_config
-from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate_split, evaluate_text
-from charrnn.model import Model, ModelSpec
-from charrnn.sample import sample_names, sample_text
-from charrnn.train import Run, Trainer, start_run
-from charrnn.vocab import Vocabulary
+# What `from charrnn import X` gives, loaded on first use: `import charrnn` alone stays light, so
+# the command's entry point (charrnn.launch) is running before NumPy starts to load.
+_EXPORTS = {
+    "Checkpoint": "charrnn.checkpoint", "load_checkpoint": "charrnn.checkpoint",
+    "save_checkpoint": "charrnn.checkpoint", "Config": "charrnn.config",
+    "load_config": "charrnn.config", "CharRNNError": "charrnn.errors",
+    "evaluate_split": "charrnn.evaluate", "evaluate_text": "charrnn.evaluate",
+    "Model": "charrnn.model", "ModelSpec": "charrnn.model", "sample_names": "charrnn.sample",
+    "sample_text": "charrnn.sample", "Run": "charrnn.train", "Trainer": "charrnn.train",
+    "start_run": "charrnn.train", "Vocabulary": "charrnn.vocab",
+}
 
-try:
-    __version__ = version("charrnn")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree not installed
-    __version__ = "0+unknown"
+__all__ = ["__version__", *_EXPORTS]
 
-__all__ = ["CharRNNError", "Checkpoint", "Config", "Model", "ModelSpec", "Run", "Vocabulary",
-           "__version__", "evaluate_split", "evaluate_text", "load_checkpoint", "load_config",
-           "sample_names", "sample_text", "save_checkpoint", "start_run", "Trainer"]
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("charrnn")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
+        return "0+unknown"
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        value = _installed_version()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -249,3 +249,33 @@ def test_sigint_while_exiting_keeps_status_130(run_dir):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=600)
     stopped_cleanly(run_dir, process, stderr, 130, 0)
+
+
+# the console script's own code (pip writes it), with a line that says the interpreter is up
+CONSOLE_SCRIPT = ("import sys; from charrnn.launch import main; print('up', flush=True); "
+                  "sys.argv[0] = 'charrnn'; sys.exit(main())")
+
+
+def test_ctrl_c_while_numpy_and_the_cli_load_exits_130_without_a_traceback(tmp_path):
+    """Loading takes about a quarter of a second; a Ctrl-C at any moment of it ends quietly."""
+    statuses = []
+    for delay in (0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3):
+        process = subprocess.Popen([sys.executable, "-c", CONSOLE_SCRIPT, "--help"],
+                                   cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert process.stdout.readline() == "up\n"
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+        assert process.returncode in (0, 1, 130, -signal.SIGINT), (delay, process.returncode,
+                                                                   stderr)
+        if process.returncode == 130:  # while loading
+            assert stderr == "" and stdout == "", (stdout, stderr)
+        elif process.returncode == 1:  # loaded, in click, which reports it in one line
+            assert stderr.strip() == "Aborted!", stderr
+        else:  # it had printed its help; a signal while the interpreter shuts down (where
+            # Python has put the default action back) ends it as it ends any program
+            assert "Usage: charrnn" in stdout and "Commands:" in stdout, stdout
+        statuses.append(process.returncode)
+    assert 130 in statuses, statuses  # at least the earliest signal came while it loaded
