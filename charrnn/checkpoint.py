@@ -226,21 +226,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     Order matters: headers first, then the small records (format, version, config, meta, vocab),
     which fix the shapes every weight must have; only then are the weights read.
     """
+    def weights(read, headers: dict[str, _Header], where: str):
+        config, vocab, meta, version = _records(read, headers, where)
+        stored_as = _stored_names(headers, version)  # current name -> name in the file
+        expected = _expected_shapes(config, vocab, {name: headers[stored] for name, stored
+                                                    in stored_as.items()}, where)
+        arrays = {name: read(stored_as[name]) for name in expected}
+        return config, vocab, meta, arrays, version
+
     path = Path(path)
     where = f"checkpoint {path}"
-    headers = _checked_headers(path, where)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            read = _reader(archive, where)
-            config, vocab, meta, version = _records(read, headers, where)
-            stored_as = _stored_names(headers, version)  # current name -> name in the file
-            expected = _expected_shapes(config, vocab, {name: headers[stored] for name, stored
-                                                        in stored_as.items()}, where)
-            arrays = {name: read(stored_as[name]) for name in expected}
-    except CharRNNError:
-        raise
-    except Exception as error:  # noqa: BLE001 - opening the archive is parsing untrusted bytes
-        raise _damaged(where, error) from None
+    config, vocab, meta, arrays, version = _read_checkpoint(path, where, weights)
     return _checkpoint_from_arrays(config, vocab, meta, arrays, where, version)
 
 
@@ -248,19 +244,13 @@ def load_checkpoint_config(path: str | Path) -> Config:
     """The stored config alone, checked as load_checkpoint checks it, without reading the
     weights: what the command line needs to set up a run that will load the file itself."""
     path = Path(path)
-    where = f"checkpoint {path}"
-    headers = _checked_headers(path, where)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return _records(_reader(archive, where), headers, where)[0]
-    except CharRNNError:
-        raise
-    except Exception as error:  # noqa: BLE001 - as in load_checkpoint
-        raise _damaged(where, error) from None
+    return _read_checkpoint(path, f"checkpoint {path}",
+                            lambda read, headers, where: _records(read, headers, where)[0])
 
 
-def _checked_headers(path: Path, where: str) -> dict[str, _Header]:
-    """Every array's header, once the file is there and holds the records of a checkpoint."""
+def _read_checkpoint(path: Path, where: str, use):
+    """use(read, headers, where) on the open archive, once the file is there and holds the
+    records of a checkpoint; read(name) gives one array; anything amiss is a CharRNNError."""
     if not path.exists():
         raise CharRNNError(f"{where} not found; train one with `charrnn train` or pass "
                            f"--checkpoint with an existing file")
@@ -271,24 +261,22 @@ def _checked_headers(path: Path, where: str) -> dict[str, _Header]:
         if required not in headers:
             raise CharRNNError(f"{where}: missing {required!r}; not a charrnn checkpoint, or "
                                f"written by another program")
-    return headers
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            def read(name: str) -> np.ndarray:
+                try:
+                    return archive[name]
+                except Exception as error:  # noqa: BLE001 - as in _array_headers
+                    raise CharRNNError(f"{where} is damaged: array {name!r} cannot be read "
+                                       f"({_short(error)}); use an earlier checkpoint (e.g. the "
+                                       f".best.npz beside it)") from None
 
-
-def _reader(archive, where: str):
-    """read(name): one array of the open archive; a damaged one is a CharRNNError."""
-    def read(name: str) -> np.ndarray:
-        try:
-            return archive[name]
-        except Exception as error:  # noqa: BLE001 - as in _array_headers
-            raise CharRNNError(f"{where} is damaged: array {name!r} cannot be read "
-                               f"({_short(error)}); use an earlier checkpoint (e.g. the "
-                               f".best.npz beside it)") from None
-    return read
-
-
-def _damaged(where: str, error: BaseException) -> CharRNNError:
-    return CharRNNError(f"{where} is damaged ({_short(error)}); use an earlier checkpoint "
-                        f"(e.g. the .best.npz beside it)")
+            return use(read, headers, where)
+    except CharRNNError:
+        raise
+    except Exception as error:  # noqa: BLE001 - opening the archive is parsing untrusted bytes
+        raise CharRNNError(f"{where} is damaged ({_short(error)}); use an earlier checkpoint "
+                           f"(e.g. the .best.npz beside it)") from None
 
 
 def _stored_names(headers: dict[str, _Header], version: int) -> dict[str, str]:

@@ -105,7 +105,8 @@ def schedule_jump(before: TrainingConfig, now: TrainingConfig, step: int) -> str
 
 
 def stability_warnings(config: Config) -> list[str]:
-    """Settings measured to diverge (see README, 'Choosing a learning rate')."""
+    """Settings measured to diverge (see README, 'Choosing a learning rate'), and settings that
+    do nothing."""
     warnings = []
     model, training = config.model, config.training
     if training.optimizer == "adagrad" and training.lr >= 0.02 and model.hidden_size >= 256:
