@@ -1,4 +1,5 @@
-"""Where a second BLAS thread starts to pay: the crossover behind charrnn.threads.CROSSOVER.
+"""Where a second BLAS thread starts to pay: the crossover behind
+charrnn.plumbing.threads.CROSSOVER.
 
     flock /tmp/charrnn-cpu.lock python benchmarks/bench_threads.py [--quick] [--json FILE]
 
@@ -13,9 +14,9 @@ process with threadpoolctl (as `charrnn train` switches them) and interleaved wi
          (100, 25, 1) float64.
 
 Every line gives the multiply-adds of one recurrent product, B x H x G x H (the quantity
-charrnn.threads.choose_threads compares with CROSSOVER), the median time with each thread count
-and the speed-up. The summary gives, per measurement, the smallest size where the extra threads
-are at least --gain (default 10%) faster, the size from which on every measured size is, and
+charrnn.plumbing.threads.choose_threads compares with CROSSOVER), the median time with each thread
+count and the speed-up. The summary gives, per measurement, the smallest size where the extra
+threads are at least --gain (default 10%) faster, the size from which on every measured size is, and
 whether `auto` (choose_threads on this many cores) picks the faster setting for each step.
 """
 
@@ -94,7 +95,7 @@ def main() -> int:
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    from charrnn.threads import CROSSOVER, available_cores, choose_threads
+    from charrnn.plumbing.threads import CROSSOVER, available_cores, choose_threads
 
     window = args.window or (0.05 if args.quick else 0.1)
     threads = [1, args.threads]
@@ -178,8 +179,8 @@ def main() -> int:
         wrong = [r for r in rows if (r["auto"] > 1) != (r["pays"] > 1)]
         print(f"crossover.step.float32: {millions(stable)} multiply-adds (every size from here "
               f"on >= {args.gain:.2f}x; the first such size: {millions(first)})")
-        print(f"charrnn.threads.CROSSOVER: {millions(CROSSOVER)} multiply-adds; auto picks the "
-              f"faster setting for {len(rows) - len(wrong)} of {len(rows)} steps"
+        print(f"charrnn.plumbing.threads.CROSSOVER: {millions(CROSSOVER)} multiply-adds; "
+              f"auto picks the faster setting for {len(rows) - len(wrong)} of {len(rows)} steps"
               + ("" if not wrong else "; it does not for " + ", ".join(
                   f"{r['cell']} H={r['H']} B={r['B']} ({r['speedup']:.2f}x)" for r in wrong)))
         if stable is None:

@@ -148,7 +148,7 @@ def _shipped_config(name: str, spec: dict, threads, window: int, windows: int, o
 
 def _bare_step_seconds(config, seconds: float) -> tuple[float, object]:
     """Seconds per Run.train_step (one warm-up step, then steps for about `seconds`)."""
-    from charrnn.threads import blas_threads, choose_threads
+    from charrnn.plumbing.threads import blas_threads, choose_threads
     from charrnn.train import start_run
 
     run = start_run(config)
@@ -179,7 +179,7 @@ def worker_batch1(spec: dict) -> dict:
     import minchar
     import numpy as np
 
-    from charrnn.threads import blas_threads
+    from charrnn.plumbing.threads import blas_threads
 
     sizes, repeats, window = spec["sizes"], spec["repeats"], spec["window"]
     hidden = sizes["small_hidden"]
@@ -257,7 +257,7 @@ def worker_large(spec: dict) -> dict:
            "vocab": len(bare.corpus.vocab), **_blas_info()}
     if spec.get("bare"):
         # train() against the bare loop, interleaved: bare, train(), bare, ...
-        from charrnn.threads import blas_threads
+        from charrnn.plumbing.threads import blas_threads
 
         chars = config.training.batch_size * config.training.seq_length
         bare_runs, train_runs = [], []

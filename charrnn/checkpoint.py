@@ -27,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import safe_io
 from charrnn.config import Config, config_from_yaml_text
 from charrnn.errors import CharRNNError
 from charrnn.model import Model, ModelSpec, param_shapes, state_keys
-from charrnn.safe_io import TEMP_SUFFIX, replacing  # noqa: F401  (TEMP_SUFFIX: re-exported)
+from charrnn.plumbing import writing
+from charrnn.plumbing.paths import TEMP_SUFFIX  # noqa: F401  (TEMP_SUFFIX: re-exported)
+from charrnn.plumbing.terminal import shown as quoted
+from charrnn.plumbing.writing import replacing
 from charrnn.vocab import MAX_VOCAB_SIZE, Vocabulary
 
 FORMAT_NAME = "charrnn-checkpoint"
@@ -76,7 +78,7 @@ class Checkpoint:
 # --- writing -----------------------------------------------------------------------------------
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write atomically (charrnn.safe_io: a temporary file in the same directory, fsync,
+    """Write atomically (charrnn.plumbing.writing: a temporary file in the same directory, fsync,
     os.replace).
 
     Weights, optimizer state or carried state holding NaN or infinity are refused, so a diverged
@@ -142,7 +144,7 @@ def is_checkpoint(path: str | Path) -> bool:
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
     """Delete temporary files that a killed save left beside path; return what was removed.
     Call it holding the output's lock: every temporary file of path is stale then."""
-    return safe_io.remove_stale_temporaries(path)
+    return writing.remove_stale_temporaries(path)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -341,7 +343,7 @@ def _meta(text: str, where: str) -> dict:
         value = meta.get(key, 0)
         if (isinstance(value, bool) or not isinstance(value, int) or value < 0
                 or value > MAX_COUNT):
-            raise CharRNNError(f"{where}: meta {key!r} is {safe_io.shown(value, 40)}, not a "
+            raise CharRNNError(f"{where}: meta {key!r} is {quoted(value, 40)}, not a "
                                f"count (0 to 2**53); the file is damaged")
     for key in ("best_val_loss", "best_file_loss"):
         best = meta.get(key)
@@ -374,7 +376,7 @@ def _check_fingerprint(fingerprint, where: str) -> None:
           and all(c in "0123456789abcdef" for c in fingerprint["sha256"]))
     if not ok:
         raise CharRNNError(f"{where}: meta 'corpus' (the training text's fingerprint) is "
-                           f"{safe_io.shown(fingerprint, 60)}, not a length and a SHA-256; the "
+                           f"{quoted(fingerprint, 60)}, not a length and a SHA-256; the "
                            f"file is damaged")
 
 

@@ -22,7 +22,8 @@ from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_corpus_split, evaluate_text
 from charrnn.gradcheck import TOLERANCE, default_specs, run_gradcheck
 from charrnn.model import ModelSpec
-from charrnn.safe_io import check_outputs, write_output
+from charrnn.plumbing.paths import check_outputs
+from charrnn.plumbing.writing import write_output
 from charrnn.sample import (
     beam_names,
     beam_text,

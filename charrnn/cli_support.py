@@ -26,7 +26,7 @@ def friendly_errors(command):
 
     SIGINT and SIGTERM stop any command at once, with one line and exit status 130 or 143
     (the trainer catches them itself once it trains); files being written are left as they
-    were, since every write goes through charrnn.safe_io's atomic writer.
+    were, since every write goes through charrnn.plumbing.writing's atomic writer.
     """
     @functools.wraps(command)
     def wrapper(*args, **kwargs):

@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from charrnn.errors import CharRNNError
-from charrnn.safe_io import read_bytes, shown
+from charrnn.plumbing.reading import read_bytes
+from charrnn.plumbing.terminal import shown
 
 DEFAULT_CONFIG = "names"  # a shipped config, found by name wherever charrnn is installed
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.corpus_cache import encode_file, normalise_lines, scan_text, text_chunks
 from charrnn.errors import CharRNNError
+from charrnn.plumbing.corpus_cache import encode_file, normalise_lines, scan_text, text_chunks
 from charrnn.vocab import BOUNDARY, Vocabulary
 
 # A split's stream needs seq_length + 1 characters: seq_length inputs and the next one as target.

@@ -29,7 +29,7 @@ from charrnn.gradflow import (
     compare_curves,
     impulse_response,
 )
-from charrnn.safe_io import check_outputs
+from charrnn.plumbing.paths import check_outputs
 from charrnn.sample import sample_text
 
 DEFAULT_LENGTH = 50

@@ -20,7 +20,7 @@ import numpy as np
 
 from charrnn.model import Model, ModelSpec
 from charrnn.optim import Layout
-from charrnn.workspace import Workspace
+from charrnn.plumbing.workspace import Workspace
 
 TOLERANCE = 1e-6
 STENCIL_STEP = 1e-3

@@ -30,7 +30,7 @@ import numpy as np
 
 from charrnn.cells import make_cell
 from charrnn.errors import CharRNNError
-from charrnn.workspace import Workspace, scratch
+from charrnn.plumbing.workspace import Workspace, scratch
 
 State = tuple  # one tuple of (B, H) arrays per layer, in the cell's state_names order
 

@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.errors import CharRNNError, install_command
-from charrnn.safe_io import Reading, atomic_write, shown
+from charrnn.plumbing.reading import Reading
+from charrnn.plumbing.terminal import shown
+from charrnn.plumbing.writing import atomic_write
 
 DPI = 100
 NEWLINE_MARK = "\u21b5"  # how a newline input is labelled on a heat map axis
 MAX_CHAR_TICKS = 40  # label every input with its character up to this chunk length
 MARKED_POINTS = 40  # curves up to this many points get a marker on each
 LARGEST = 1e300  # a logged value beyond +-this is drawn as missing: matplotlib's axes overflow
-MAX_LOG_BYTES = 1 << 28  # as charrnn.metrics_log: a larger file is no metrics log of ours
+MAX_LOG_BYTES = 1 << 28  # as charrnn.plumbing.metrics_log: a larger file is no metrics log of ours
 NOT_A_LOG = "is this a charrnn metrics log? pass the .jsonl or .csv written beside the checkpoint"
 MISSING_LOG = "training writes it beside the checkpoint (e.g. checkpoints/names.jsonl)"
 
@@ -50,8 +52,8 @@ def new_figure(width: float, height: float):
 
 
 def save_figure(figure, path: str | Path) -> Path:
-    """Write the PNG through the one atomic writer (charrnn.safe_io): a failed write leaves the
-    previous picture byte-identical."""
+    """Write the PNG through the one atomic writer (charrnn.plumbing.writing): a failed write leaves
+    the previous picture byte-identical."""
     return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=DPI),
                         "picture", "choose another path")
 

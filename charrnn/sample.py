@@ -23,9 +23,9 @@ from typing import NamedTuple
 import numpy as np
 
 from charrnn.corpus import split_indices
-from charrnn.corpus_cache import scan_text
 from charrnn.errors import CharRNNError
 from charrnn.model import Model
+from charrnn.plumbing.corpus_cache import scan_text
 from charrnn.vocab import Vocabulary
 
 TOP_P_ROUNDING = 1e-12  # a probability mass within this of top_p counts as reaching it

@@ -55,15 +55,9 @@ from typing import Any
 
 from charrnn.config import Config, did_you_mean, load_config, parse_yaml, refuse_unknown
 from charrnn.errors import CharRNNError, install_command
-from charrnn.safe_io import (
-    Output,
-    Reading,
-    atomic_write,
-    check_outputs,
-    output_lock,
-    read_bytes,
-    remove_stale_temporaries,
-)
+from charrnn.plumbing.paths import Output, check_outputs
+from charrnn.plumbing.reading import Reading, read_bytes
+from charrnn.plumbing.writing import atomic_write, output_lock, remove_stale_temporaries
 
 SWEEP_KEYS = ("base", "set", "grid", "random", "halving")
 HALVING_KEYS = ("rungs", "keep")
@@ -1012,7 +1006,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, make_executor: Callable[[], Exec
     for trial in plan.trials:
         path = trial.config.data.corpus
         if path not in corpora:
-            try:  # once, bounded for a pipe or device (safe_io.Reading)
+            try:  # once, bounded for a pipe or device (plumbing.reading.Reading)
                 corpora[path] = read_bytes(path, "corpus")
             except (CharRNNError, OSError) as error:
                 reason = str(error) if isinstance(error, CharRNNError) else (

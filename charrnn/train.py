@@ -31,13 +31,14 @@ from charrnn.config import Config, TrainingConfig
 from charrnn.corpus import Corpus, LineBatches, StreamBatches, fingerprint_difference, load_corpus
 from charrnn.errors import CharRNNError, Interrupted
 from charrnn.evaluate import LN2, evaluate_split
-from charrnn.metrics_log import append_record, log_output, read_log, trim_log
 from charrnn.model import Model, ModelSpec, param_shapes
 from charrnn.optim import Layout, clip_gradients, grad_norm, make_optimizer
-from charrnn.safe_io import Output, check_outputs, check_writable, output_lock, same_file
+from charrnn.plumbing.metrics_log import append_record, log_output, read_log, trim_log
+from charrnn.plumbing.paths import Output, check_outputs, check_writable, same_file
+from charrnn.plumbing.threads import blas_threads, choose_threads
+from charrnn.plumbing.workspace import Workspace
+from charrnn.plumbing.writing import output_lock
 from charrnn.sample import sample_names, sample_text
-from charrnn.threads import blas_threads, choose_threads
-from charrnn.workspace import Workspace
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 INIT_FROM_MAY_CHANGE = ("dropout", "dtype")  # model keys a run started --init-from may set

@@ -26,7 +26,8 @@ import numpy as np
 
 from charrnn.corpus import load_corpus, normalise_lines
 from charrnn.errors import CharRNNError
-from charrnn.safe_io import Output, atomic_write, check_outputs
+from charrnn.plumbing.paths import Output, check_outputs
+from charrnn.plumbing.writing import atomic_write
 
 # A page holds every embedded number in the browser's memory and one <span> per character; past
 # a few thousand characters it grows past a few MB and hovering and recolouring lag.
@@ -567,15 +568,15 @@ def check_output_path(out: str | Path, inputs: Mapping[str, str | Path | None] |
                       ) -> Path:
     """Refuse, before any work, a page path that is one of the inputs ({label: path}, e.g.
     {"--checkpoint": ..., "--text": ...}; links resolved) or exists as anything but a regular
-    file: charrnn.safe_io.check_outputs."""
+    file: charrnn.plumbing.paths.check_outputs."""
     check_outputs(dict(inputs or {}), [Output(Path(out), "--out", PAGE_HINT)])
     return Path(out)
 
 
 def write_page(out: str | Path, page: str,
                inputs: Mapping[str, str | Path | None] | None = None) -> Path:
-    """Write the page through the one atomic writer (charrnn.safe_io), so a reader never sees
-    half a page and a failed write leaves the old one; its mode is kept, and a link at out is
+    """Write the page through the one atomic writer (charrnn.plumbing.writing), so a reader never
+    sees half a page and a failed write leaves the old one; its mode is kept, and a link at out is
     followed to the page it names. Returns out."""
     check_output_path(out, inputs)
     return atomic_write(out, page, "the page", PAGE_HINT)

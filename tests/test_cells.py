@@ -11,7 +11,7 @@ import pytest
 
 from charrnn.cells.gru import GRUCell
 from charrnn.cells.lstm import LSTMCell
-from charrnn.workspace import Workspace
+from charrnn.plumbing.workspace import Workspace
 
 TOLERANCE = 1e-6
 STENCIL_STEP = 1e-3

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import charrnn.corpus_cache as corpus_cache
+import charrnn.plumbing.corpus_cache as corpus_cache
 from charrnn.corpus import build_corpus, gather_lines, load_corpus
-from charrnn.corpus_cache import cache_path, clear_cache, encode_file
 from charrnn.errors import CharRNNError
+from charrnn.plumbing.corpus_cache import cache_path, clear_cache, encode_file
 
 
 @pytest.fixture

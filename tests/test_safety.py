@@ -34,10 +34,12 @@ from test_faults import (
     write_config,
 )
 
-import charrnn.safe_io as safe_io
+import charrnn.plumbing.paths as paths
+import charrnn.plumbing.reading as reading
+import charrnn.plumbing.writing as writing
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.corpus_cache import _corpus_prefix, cache_directory
 from charrnn.errors import CharRNNError
+from charrnn.plumbing.corpus_cache import _corpus_prefix, cache_directory
 from conftest import NAMES
 
 LOG = OUT.with_suffix(".jsonl")
@@ -275,11 +277,11 @@ def test_failed_log_and_sample_writes_leave_the_previous_files_byte_identical(tr
                                                                               monkeypatch):
     succeeded(cli("sample", "--checkpoint", OUT, "--num", 3, "--output", "names.out"))
     protected = hashes(LOG, "names.out")
-    monkeypatch.setattr(safe_io.os, "replace", _disk_full_for(".jsonl"))
+    monkeypatch.setattr(writing.os, "replace", _disk_full_for(".jsonl"))
     line = cli_error(cli("train", "--resume", OUT, "--steps", 6))
     assert line.startswith(f"Error: cannot write the metrics log {LOG}: No space left on "
                            f"device; the previous metrics log there is unchanged"), line
-    monkeypatch.setattr(safe_io.os, "replace", _disk_full_for(".out"))
+    monkeypatch.setattr(writing.os, "replace", _disk_full_for(".out"))
     line = cli_error(cli("sample", "--checkpoint", OUT, "--num", 3, "--output", "names.out"))
     assert "No space left on device; the previous --output there is unchanged" in line, line
     unchanged(protected)
@@ -289,17 +291,17 @@ def test_failed_log_and_sample_writes_leave_the_previous_files_byte_identical(tr
 
 def test_outputs_are_checked_before_the_corpus_is_read_or_a_step_trained(work, monkeypatch):
     name = "r" * 240 + ".npz"  # fits NAME_MAX, but not with the temporary suffix
-    open_input = safe_io.open_input
+    open_input = reading.open_input
     read = watch_opens(monkeypatch)
     line = cli_error(cli("train", "--config", "run.yaml", "--out", name))
     assert "its name is 244 bytes long" in line, line
     assert read == ["run.yaml"] and not any(work.glob("r*.npz"))  # the corpus was not read
-    monkeypatch.setattr(safe_io, "open_input", open_input)
+    monkeypatch.setattr(reading, "open_input", open_input)
 
     class Full:
         free = 1000
 
-    monkeypatch.setattr(safe_io.shutil, "disk_usage", lambda path: Full())
+    monkeypatch.setattr(paths.shutil, "disk_usage", lambda path: Full())
     line = cli_error(cli("train", "--config", "run.yaml"))
     assert "cannot write checkpoint run/m.npz: it needs about" in line, line
     assert "and run has 1000 bytes free" in line, line
@@ -331,13 +333,13 @@ def test_stale_temporaries_of_checkpoints_logs_and_caches_are_removed_at_the_nex
 def watch_opens(monkeypatch) -> list[str]:
     """The names of the inputs charrnn opens from now on (every read goes through open_input)."""
     opened = []
-    open_input = safe_io.open_input
+    open_input = reading.open_input
 
     def counting(path, *args, **kwargs):
         opened.append(Path(path).name)
         return open_input(path, *args, **kwargs)
 
-    monkeypatch.setattr(safe_io, "open_input", counting)
+    monkeypatch.setattr(reading, "open_input", counting)
     return opened
 
 
@@ -368,15 +370,15 @@ def test_resume_and_init_from_read_the_checkpoints_weights_once(trained, monkeyp
 
 
 def test_a_corpus_that_changes_while_it_is_read_is_detected(work, monkeypatch):
-    monkeypatch.setattr(safe_io, "CHUNK_BYTES", 512)
-    read_chunk = safe_io._read_chunk
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 512)
+    read_chunk = reading._read_chunk
 
     def growing(handle, size):  # another program appends while charrnn reads
         with open("names.txt", "a", encoding="utf-8") as writer:
             writer.write("appended\n")
         return read_chunk(handle, size)
 
-    monkeypatch.setattr(safe_io, "_read_chunk", growing)
+    monkeypatch.setattr(reading, "_read_chunk", growing)
     line = cli_error(cli("train", "--config", "run.yaml"))
     assert "corpus" in line and "changed while it was being read" in line, line
     assert not OUT.exists() and not list(cache_directory().glob(
@@ -388,7 +390,7 @@ def test_a_corpus_that_changes_while_it_is_read_is_detected(work, monkeypatch):
         os.utime("names.txt", ns=(time.time_ns(), time.time_ns() + 10**9))
         return read_chunk(handle, size)
 
-    monkeypatch.setattr(safe_io, "_read_chunk", rewritten)
+    monkeypatch.setattr(reading, "_read_chunk", rewritten)
     line = cli_error(cli("train", "--config", "run.yaml"))
     assert "changed while it was being read (same size, new time)" in line, line
 
@@ -507,7 +509,7 @@ def test_sigint_while_a_corpus_is_read_decoded_or_cached_stops_at_once(work):
 
 
 def clean_cache_of(corpus: Path) -> None:
-    from charrnn.corpus_cache import clear_cache
+    from charrnn.plumbing.corpus_cache import clear_cache
     clear_cache(corpus)
 
 

@@ -19,8 +19,9 @@ import pytest
 from click.testing import CliRunner
 from test_gradflow import write_checkpoint
 
-from charrnn import diagnostics_cli, safe_io
+from charrnn import diagnostics_cli
 from charrnn.cli import main
+from charrnn.plumbing import paths
 
 STREAM_TEXT = "the quick brown fox jumps over the lazy dog\n" * 40
 
@@ -64,7 +65,7 @@ def good_log(path, scale: float = 1.0) -> None:
 
 
 def no_temporaries(directory) -> bool:
-    return not [p for p in directory.iterdir() if p.name.endswith(safe_io.TEMP_SUFFIX)]
+    return not [p for p in directory.iterdir() if p.name.endswith(paths.TEMP_SUFFIX)]
 
 
 # --- outputs never destroy inputs ----------------------------------------------------------------

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-import charrnn.corpus_cache
+import charrnn.plumbing.corpus_cache
 from charrnn.checkpoint import load_checkpoint
 from charrnn.corpus import load_corpus
 from charrnn.errors import CharRNNError
@@ -369,7 +369,7 @@ def test_corpus_membership_is_the_trainers_split(tmp_path, monkeypatch, mode):
     fraction, seed = 0.2, 11
     corpus = load_corpus(path, mode, fraction, seed, use_cache=False)
     candidates = set(names) | {"zz", "", "a\nb", "x" * 5000, "x" * 4999}
-    monkeypatch.setattr(charrnn.corpus_cache, "CHUNK_BYTES", 7)  # lines cut across chunks
+    monkeypatch.setattr(charrnn.plumbing.corpus_cache, "CHUNK_BYTES", 7)  # lines cut across chunks
     found = corpus_membership(path, mode, fraction, seed, candidates)
     if mode == "lines":
         train = set(corpus.train.lines(corpus.vocab))

@@ -274,7 +274,7 @@ def test_a_log_that_cannot_be_written_is_our_error_and_the_checkpoint_is_saved(n
     import errno
     import os
 
-    import charrnn.safe_io
+    import charrnn.plumbing.writing
     from charrnn.errors import CharRNNError
     config = tiny_config(names_file, tmp_path / "n.npz", steps=20, eval_every=10,
                          checkpoint_every=0)
@@ -290,7 +290,7 @@ def test_a_log_that_cannot_be_written_is_our_error_and_the_checkpoint_is_saved(n
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return replace(source, target)
 
-    monkeypatch.setattr(charrnn.safe_io.os, "replace", disk_full_for_the_log)
+    monkeypatch.setattr(charrnn.plumbing.writing.os, "replace", disk_full_for_the_log)
     with pytest.raises(CharRNNError, match="cannot write the metrics log"):
         train(config, progress=False, report=quiet)
     assert load_checkpoint(config.training.out).step == 10

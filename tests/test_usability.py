@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.threads import CROSSOVER, choose_threads
+from charrnn.plumbing.threads import CROSSOVER, choose_threads
 from conftest import run_cli
 
 run = run_cli

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from charrnn.cells.lstm import sigmoid
-from charrnn.workspace import Workspace, scratch
+from charrnn.plumbing.workspace import Workspace, scratch
 
 
 class GRUCache(NamedTuple):

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.workspace import Workspace, scratch
+from charrnn.plumbing.workspace import Workspace, scratch
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:

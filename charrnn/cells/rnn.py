@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.workspace import Workspace, scratch
+from charrnn.plumbing.workspace import Workspace, scratch
 
 
 def activation_derivative(h: np.ndarray, activation: str,

@@ -15,7 +15,9 @@ import re
 from pathlib import Path
 
 from charrnn.errors import CharRNNError
-from charrnn.safe_io import Output, atomic_write, check_target, read_bytes
+from charrnn.plumbing.paths import Output, check_target
+from charrnn.plumbing.reading import read_bytes
+from charrnn.plumbing.writing import atomic_write
 
 MAX_LOG_BYTES = 1 << 28  # 256 MiB: a million records; a larger file is not one of our logs
 _CSV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

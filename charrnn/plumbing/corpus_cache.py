@@ -25,17 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.errors import CharRNNError
-from charrnn.safe_io import (
-    TEMP_SUFFIX,
-    Reading,
-    Snapshot,
-    atomic_write,
-    file_kind,
-    read_once,
-    remove_quietly,
-    replacing,
-    writer_alive,
-)
+from charrnn.plumbing.paths import TEMP_SUFFIX, file_kind
+from charrnn.plumbing.reading import Reading, Snapshot, read_once
+from charrnn.plumbing.writing import atomic_write, remove_quietly, replacing, writer_alive
 from charrnn.vocab import BOUNDARY, MAX_VOCAB_SIZE, Vocabulary, code_points
 
 CACHE_VERSION = 2
