@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from charrnn.cells import CELLS
 from charrnn.errors import CharRNNError
 from charrnn.plumbing.reading import read_bytes
 from charrnn.plumbing.terminal import shown
@@ -55,7 +56,7 @@ class DataConfig:
                                   "and read it memory-mapped")
 
 
-CELL_NAMES = ("rnn", "lstm", "gru")  # charrnn.cells.CELLS; listed here so config stays data
+CELL_NAMES = CELLS.keys()  # a live view of the registry: a registered cell is a valid choice
 MAX_LAYERS = 64
 
 
@@ -66,7 +67,7 @@ class ModelConfig:
     num_layers: int = _spec(1, low=1, high=MAX_LAYERS, doc="stacked recurrent layers")
     hidden_size: int = _spec(128, low=1, high=MAX_HIDDEN_SIZE, doc="units in the hidden state")
     activation: str = _spec("tanh", choices=("tanh", "relu"),
-                            doc="h_t = f(a_t), for cell rnn only")
+                            doc="h_t = f(a_t), for cells that declare it (rnn)")
     dropout: float = _spec(0.0, low=0.0, high=1.0, high_open=True,
                            doc="inverted dropout between layers and before the output layer")
     forget_bias: float = _spec(1.0, doc="the LSTM's forget-gate bias at initialisation")
@@ -254,10 +255,13 @@ def from_mapping(mapping: Any) -> Config:
 
 def _check_sizes(config: Config) -> None:
     model = config.model
-    if model.cell != "rnn" and model.activation != "tanh":
-        raise CharRNNError(f"config model.activation: {model.activation!r} applies only to "
-                           f"cell rnn; an {model.cell} cell has its own gates (remove "
-                           f"model.activation or set model.cell: rnn)")
+    takes = CELLS[model.cell].activations
+    if model.activation not in takes:
+        cells = ", ".join(name for name, cell in CELLS.items()
+                          if model.activation in cell.activations)
+        raise CharRNNError(f"config model.activation: {model.activation!r} does not apply to "
+                           f"cell {model.cell} (it takes {', '.join(takes)}); remove "
+                           f"model.activation or set model.cell to one of: {cells}")
     if Path(config.training.out).name in ("", ".", ".."):
         raise CharRNNError(f"config training.out: {shown(config.training.out)} is a directory, "
                            f"not a checkpoint file; give e.g. checkpoints/run.npz")

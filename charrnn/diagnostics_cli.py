@@ -170,7 +170,7 @@ def _model_header(saved: Checkpoint, path: Path) -> dict:
     spec = saved.spec
     return {"checkpoint": str(path), "checkpoint_step": saved.step, "model": spec.describe(),
             "cell": spec.cell, "num_layers": spec.num_layers,
-            "activation": spec.activation if spec.cell == "rnn" else None,
+            "activation": spec.chosen_activation,
             "hidden_size": spec.hidden_size, "vocab_size": len(saved.vocab),
             "training_dropout": spec.dropout}
 

@@ -40,7 +40,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells.rnn import activation_derivative
 from charrnn.errors import CharRNNError
 from charrnn.model import (
     Forward,
@@ -57,8 +56,6 @@ VANISHED = 1e-3  # "the gradient has died": below this fraction of its size at l
 IMPULSE_WEIGHTS = (-0.9, 1.1)  # one decaying (and alternating), one exploding recurrence
 DIFFERENCE_STEP = 1e-5  # central differences on the state: error ~ 1e-10 relative, in float64
 MAX_WORK_BYTES = 2**30  # the per-loss forward and backward over T copies must fit in this
-# the gates of each cell along its G*H axis (charrnn.cells), for reporting W_hh block by block
-GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
 
 # --- the model as gradflow analyses it ---------------------------------------------------------
@@ -302,19 +299,16 @@ def layer_statistics(model: Model, cache) -> dict:
     """Saturation and f'(a) (RNN), or the gate that scales the direct path (LSTM: f, GRU: z),
     from column 0 of a layer's forward cache (every column holds the same chunk): LayerFlow's
     saturated, mean_derivative, derivative_by_step and gates."""
-    name = model.spec.cell
     found = {"saturated": None, "mean_derivative": None, "derivative_by_step": None, "gates": {}}
-    if name == "rnn":
+    carrying = model.cell.carrying_gate
+    if carrying is not None:
+        found["gates"] = {carrying.key: gate_summary(getattr(cache, carrying.field)[:, 0])}
+    elif model.cell.local_derivative is not None:
         h = cache.h[:, 0]
-        activation = model.spec.activation
-        df = activation_derivative(h, activation)
-        found.update(saturated=saturation_fraction(h, activation),
+        df = model.cell.local_derivative(h)
+        found.update(saturated=saturation_fraction(h, model.spec.activation),
                      mean_derivative=float(df.mean()), derivative_by_step=df.mean(axis=1))
-    elif name == "lstm":
-        found["gates"] = {"forget_gate": gate_summary(cache.f[:, 0])}
-    elif name == "gru":
-        found["gates"] = {"update_gate": gate_summary(cache.z[:, 0])}
-    return found  # a cell gradflow does not know yet: no statistics, the gradients still work
+    return found  # a cell with neither: no statistics, the gradients still work
 
 
 def analyse_chunk(model: Model, x: np.ndarray, y: np.ndarray, state0=None) -> GradFlow:
@@ -327,7 +321,7 @@ def analyse_chunk(model: Model, x: np.ndarray, y: np.ndarray, state0=None) -> Gr
     norms, total = xh_components(per_loss.dxw0, x, model.spec.vocab_size)
     trainer = model.loss_and_grads(x[:, None], y[:, None], initial_state(model, state0))
     dW_xh = trainer.grads["l0.W_xh"]
-    gate_names = GATE_NAMES.get(model.spec.cell)
+    gate_names = model.cell.gate_names if model.cell.gates > 1 else None
     layers = []
     for layer, grads in enumerate(per_loss.state_grads):
         last = {name: np.linalg.norm(g[:, -1], axis=1)  # ||dL_{T-1}/state_k||, k = 0..T-1
@@ -339,7 +333,7 @@ def analyse_chunk(model: Model, x: np.ndarray, y: np.ndarray, state0=None) -> Gr
             **layer_statistics(model, per_loss.forward.layers[layer][2])))
     return GradFlow(
         cell=model.spec.cell,
-        activation=model.spec.activation if model.spec.cell == "rnn" else None,
+        activation=model.spec.chosen_activation,
         losses=per_loss.losses,
         component_norms=norms,
         sum_difference=float(np.max(np.abs(total - dW_xh))),
@@ -503,10 +497,10 @@ def impulse_response(model: Model, x: np.ndarray, state0=None,
     impulse = np.zeros((len(x), len(weights)))
     impulse[0] = 1.0
     scalar = linear_recurrence(np.asarray(weights, dtype=np.float64), impulse)
-    if model.spec.cell == "rnn":
+    if model.cell.local_derivative is not None:
         fwd = model.forward(x[:, None], initial_state(model, state0))
         h = fwd.layers[0][2].h[:, 0]
-        gains, linear = jacobian_gains(activation_derivative(h, model.spec.activation),
+        gains, linear = jacobian_gains(model.cell.local_derivative(h),
                                        model.layer_params(0)["W_hh"])
         return Impulse(tuple(weights), scalar, gains, linear, fit_decay(gains),
                        fit_decay(linear))

@@ -20,7 +20,7 @@ def checkpoint_info(path: Path, saved: Checkpoint) -> dict:
         "cell": spec.cell,
         "num_layers": spec.num_layers,
         "hidden_size": spec.hidden_size,
-        "activation": spec.activation if spec.cell == "rnn" else None,
+        "activation": spec.chosen_activation,
         "dropout": spec.dropout,
         "dtype": spec.dtype,
         "parameters": int(sum(value.size for value in saved.params.values())),

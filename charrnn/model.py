@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells import make_cell
+from charrnn.cells import CELLS, make_cell
 from charrnn.errors import CharRNNError
 from charrnn.plumbing.workspace import Workspace, scratch
 
@@ -56,10 +56,20 @@ class ModelSpec:
                    num_layers=m.num_layers, activation=m.activation, dropout=m.dropout,
                    forget_bias=m.forget_bias, init_scale=m.init_scale, dtype=m.dtype)
 
+    @property
+    def chosen_activation(self) -> str | None:
+        """The activation, where the cell lets one be chosen (rnn); None for a cell with gates."""
+        return self.activation if len(CELLS[self.cell].activations) > 1 else None
+
+    @property
+    def cell_label(self) -> str:
+        """'rnn (tanh)', 'lstm': the cell and, where it has a choice, its activation."""
+        activation = self.chosen_activation
+        return f"{self.cell} ({activation})" if activation else self.cell
+
     def describe(self) -> str:
         layers = f"{self.num_layers} layer{'s' if self.num_layers > 1 else ''}"
-        kind = f"{self.cell} ({self.activation})" if self.cell == "rnn" else self.cell
-        return f"{kind}, {layers} of {self.hidden_size}"
+        return f"{self.cell_label}, {layers} of {self.hidden_size}"
 
 
 def layer_prefix(layer: int) -> str:

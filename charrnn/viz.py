@@ -214,29 +214,13 @@ def find_units(text: str, series: dict[str, np.ndarray], mode: str = "stream",
 
 # --- running a model over a text -----------------------------------------------------------------
 
-# what each cell's forward cache holds (charrnn.cells), as series: (cache field, name, range)
-CELL_SERIES = {
-    "rnn": (("h", "h", None),),
-    "lstm": (("h", "h", (-1.0, 1.0)), ("c", "c", None), ("i", "gate i", (0.0, 1.0)),
-             ("f", "gate f", (0.0, 1.0)), ("o", "gate o", (0.0, 1.0)),
-             ("g", "candidate g", (-1.0, 1.0))),
-    "gru": (("h", "h", (-1.0, 1.0)), ("r", "gate r", (0.0, 1.0)), ("z", "gate z", (0.0, 1.0)),
-            ("n", "candidate n", (-1.0, 1.0))),
-}
 LINES_BATCH = 128  # names run through the model together, padded to the longest
 
 
 def cell_series(model) -> list[tuple[int, str, str, tuple[float, float] | None]]:
     """(layer, cache field, series name, natural range) of every series the model has."""
-    spec = model.spec
-    fields = CELL_SERIES.get(spec.cell, (("h", "h", None),))
-    out = []
-    for layer in range(spec.num_layers):
-        for field_name, suffix, natural in fields:
-            if field_name == "h" and spec.cell == "rnn":
-                natural = (-1.0, 1.0) if spec.activation == "tanh" else None
-            out.append((layer, field_name, f"layer {layer} {suffix}", natural))
-    return out
+    return [(layer, series.field, f"layer {layer} {series.label}", series.natural_range)
+            for layer in range(model.spec.num_layers) for series in model.cell.shown_series()]
 
 
 def _forward(model, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -421,7 +405,7 @@ def checkpoint_facts(saved, path, source: str) -> dict:
     spec = saved.spec
     best = saved.meta.get("best_val_loss")
     return {
-        "cell": f"rnn ({spec.activation})" if spec.cell == "rnn" else spec.cell,
+        "cell": spec.cell_label,
         "layers": spec.num_layers,
         "hidden size": spec.hidden_size,
         "step": f"{saved.step:,}",

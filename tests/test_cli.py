@@ -213,7 +213,7 @@ def test_wrong_type_or_out_of_range_values(setting, fragment):
 
 def test_activation_is_only_for_the_vanilla_cell():
     one_line_error(run("train", "--set", "model.cell=lstm", "--set", "model.activation=relu",
-                       ok=False), "model.activation", "only to cell rnn")
+                       ok=False), "model.activation", "does not apply to cell lstm", "one of: rnn")
 
 
 def test_checkpoint_whose_arrays_do_not_match_its_cell_is_refused(tmp_path, names_model):

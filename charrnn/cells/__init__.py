@@ -11,6 +11,11 @@ returns dxw, and the model turns that into dW_xh, db_h and the gradient for the 
 
 The contract of a cell class (see rnn.py, lstm.py, gru.py):
     name, gates, state_names          e.g. "lstm", 4, ("h", "c"); h is always first
+    gate_names                        the G blocks along the G*H axis, e.g. ("i", "f", "g", "o")
+    activations                       the model.activation values it takes; the first is default
+    carrying_gate                     a facts.CarryingGate, or None (what gradflow reports)
+    local_derivative(h) or None       f'(a_t) where dh_t/dh_{t-1} = diag(f'(a_t)) W_hh exactly
+    shown_series() -> (facts.Series, ...)   what the viewer can colour text by; h first
     __init__(hidden_size, activation="tanh", forget_bias=1.0)   (options a cell does not use are
                                       ignored; config validation refuses meaningless ones)
     extra_shapes() -> {name: shape}   parameters beyond W_xh, W_hh, b_h
@@ -29,6 +34,9 @@ The contract of a cell class (see rnn.py, lstm.py, gru.py):
         state_grads: None, or with keep_state_grads a tuple (one per state) of (T, B, H) arrays
         holding the total gradient dL/dstate_t at every step (for gradflow).
     step(xw_t, state, params) -> state   one step for sampling, (B, G*H) -> tuple of (B, H)
+
+A new cell is one file with such a class, and one line: `register_cell(MyCell)`. Nothing else in
+charrnn names a cell; everything asks the registry and the cell's facts.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ from charrnn.cells.lstm import LSTMCell
 from charrnn.cells.rnn import RNNCell
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+
+
+def register_cell(cell_class) -> None:
+    """Make a cell class known to config, training, checkpoints and every command, by its name."""
+    CELLS[cell_class.name] = cell_class
 
 
 def make_cell(name: str, hidden_size: int, activation: str = "tanh", forget_bias: float = 1.0):

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from charrnn.cells.facts import CarryingGate, Series
 from charrnn.cells.lstm import sigmoid
 from charrnn.plumbing.workspace import Workspace, scratch
 
@@ -48,13 +49,23 @@ class GRUCache(NamedTuple):
 class GRUCell:
     name = "gru"
     gates = 3
+    gate_names = ("r", "z", "n")  # the blocks along the 3H axis, PyTorch's order
     state_names = ("h",)
+    activations = ("tanh",)
+    local_derivative = None  # no closed-form step Jacobian: gradflow uses differences
+    carrying_gate = CarryingGate(
+        "z", "update_gate", "update gate z",
+        "dh_k back to h_{k-1} almost whole (dh_{k-1} = z_k * dh_k + ...)")
 
     def __init__(self, hidden_size: int, activation: str = "tanh", forget_bias: float = 1.0):
         self.hidden_size = hidden_size
 
     def extra_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"b_hn": (self.hidden_size,)}
+
+    def shown_series(self) -> tuple[Series, ...]:
+        return (Series("h", "h", (-1.0, 1.0)), Series("r", "gate r", (0.0, 1.0)),
+                Series("z", "gate z", (0.0, 1.0)), Series("n", "candidate n", (-1.0, 1.0)))
 
     def init(self, input_size: int, init_scale: float, rng: np.random.Generator,
              dtype="float64") -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from charrnn.cells.facts import CarryingGate, Series
 from charrnn.plumbing.workspace import Workspace, scratch
 
 
@@ -63,7 +64,13 @@ class LSTMCache(NamedTuple):
 class LSTMCell:
     name = "lstm"
     gates = 4
+    gate_names = ("i", "f", "g", "o")  # the blocks along the 4H axis, PyTorch's order
     state_names = ("h", "c")
+    activations = ("tanh",)
+    local_derivative = None  # no closed-form step Jacobian: gradflow uses differences
+    carrying_gate = CarryingGate(
+        "f", "forget_gate", "forget gate f",
+        "dc_k back to c_{k-1} almost whole (dc_{k-1} = f_k * dc_k + ...)")
 
     def __init__(self, hidden_size: int, activation: str = "tanh", forget_bias: float = 1.0):
         self.hidden_size = hidden_size
@@ -71,6 +78,11 @@ class LSTMCell:
 
     def extra_shapes(self) -> dict[str, tuple[int, ...]]:
         return {}
+
+    def shown_series(self) -> tuple[Series, ...]:
+        return (Series("h", "h", (-1.0, 1.0)), Series("c", "c", None),
+                Series("i", "gate i", (0.0, 1.0)), Series("f", "gate f", (0.0, 1.0)),
+                Series("o", "gate o", (0.0, 1.0)), Series("g", "candidate g", (-1.0, 1.0)))
 
     def init(self, input_size: int, init_scale: float, rng: np.random.Generator,
              dtype="float64") -> dict[str, np.ndarray]:

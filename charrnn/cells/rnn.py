@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from charrnn.cells.facts import Series
 from charrnn.plumbing.workspace import Workspace, scratch
 
 
@@ -43,7 +44,10 @@ class RNNCache(NamedTuple):
 class RNNCell:
     name = "rnn"
     gates = 1
+    gate_names = ("a",)  # one block: the pre-activation
     state_names = ("h",)
+    activations = ("tanh", "relu")  # f in h_t = f(a_t); the first is the default
+    carrying_gate = None  # no gate: the path back is f'(a_t) W_hh, which gradflow reports itself
 
     def __init__(self, hidden_size: int, activation: str = "tanh", forget_bias: float = 1.0):
         self.hidden_size = hidden_size
@@ -52,6 +56,13 @@ class RNNCell:
 
     def extra_shapes(self) -> dict[str, tuple[int, ...]]:
         return {}
+
+    def local_derivative(self, h: np.ndarray) -> np.ndarray:
+        """f'(a_t) from h_t: the step Jacobian is dh_t/dh_{t-1} = diag(f'(a_t)) W_hh, exactly."""
+        return activation_derivative(h, self.activation)
+
+    def shown_series(self) -> tuple[Series, ...]:
+        return (Series("h", "h", (-1.0, 1.0) if self.activation == "tanh" else None),)
 
     def init(self, input_size: int, init_scale: float, rng: np.random.Generator,
              dtype="float64") -> dict[str, np.ndarray]:
