@@ -298,6 +298,28 @@ SPECS = (
 )
 BY_NAME = {spec.name: spec for spec in SPECS}
 
+# SHA-256 of (train.txt, val.txt) as built on Python 3.11.7; a rebuild says if it differs
+EXPECTED = {
+    "names-de": ("90d72d0bfe54b133b717cbec187f6af851da2de0cbd454f5c53ced627804a662",
+                 "8a3f715470cb4dcbb679eec7370475d1ad3f3610f5e037329b7e98f9f3883542"),
+    "names-us-2018": ("ce532cc63eb86cc2ffcc3f5fd1d04bb27867df4fdc845824c0eb67c4c2b90f89",
+                      "cfe1e5ecea56107921a6de5000bded0b00c302f3a2af301c560fa1899b27bb06"),
+    "names-world": ("6559aff2245cb2a5ca8f9cc0a10786b789c55afd5560a04c2d65403e4cdbce61",
+                    "21382b7f96ef368d0fdc07bfd3a004d2b330577ca286da5d5386392983b9af85"),
+    "verse-zh": ("d3b2e4d1c5568397ea328e16425394518ab13e50445616c2ac2f13ac45d97c4c",
+                 "7d9f78574db56489e939cabba65392b67fdda71fac8ecc0944da0165bbc11531"),
+    "verse-milton": ("b77d1f09c6cd48a6ecfb2834a8a42be5fb9fe7e98f50431df009d22aeca7a7d1",
+                     "7c0873e78946abc64331147acf2ce670db2a17994fe3ea2394f96e6df857f49d"),
+    "plays-tragedies": ("fad5019a1449458b2b9d707203dbed8f2d871d58adc53c0e78e067c2b10df331",
+                        "f193c5ba6539178222cc4a1087cffb32f47d90af65e2c350e1c6e1cafbedd3eb"),
+    "prose-en": ("6b5bdbb5144f746ceaa29831347e7148b16465efdaa8d20b33e1a1f5e469853a",
+                 "0762203d138e642417c25629e5c0377d36af885664b5a5805272f12f48f228a1"),
+    "prose-ru": ("9e78d239b839ba8217779300f29612d7fce65e00948f8bf4c8e212f1d5457651",
+                 "f5a14d15bf00b76d5ff0bdff15f6d7f3ce2bf04fc4e04e10b419da0fb987256e"),
+    "code-python": ("7ff31df9c9a60fb532dc52cbc38f272e46b9b3f1018f65366bd9b81fc929e4a7",
+                    "680e48ef795390510cc1055fa30f52b24d11dc517be96827d338689cb0eed500"),
+}
+
 
 # --- splitting and writing ----------------------------------------------------------------------
 
@@ -345,8 +367,10 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def build(specs: list[CorpusSpec], out_dir: Path) -> None:
+def build(specs: list[CorpusSpec], out_dir: Path) -> list[str]:
+    """Build and write the corpora; the names of those whose output differs from EXPECTED."""
     downloaded: dict[Package, bytes] = {}
+    differ = []
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
         for spec in specs:
             blobs = []
@@ -363,7 +387,11 @@ def build(specs: list[CorpusSpec], out_dir: Path) -> None:
             write_atomic(folder / "train.txt", train)
             write_atomic(folder / "val.txt", val)
             write_atomic(folder / "corpus.json", json.dumps(meta, indent=1) + "\n")
-            print(describe(spec, folder))
+            same = EXPECTED.get(spec.name) == (meta["train_sha256"], meta["val_sha256"])
+            print(describe(spec, folder), "OK" if same else "DIFFERS from the pinned SHA-256")
+            if not same:
+                differ.append(spec.name)
+    return differ
 
 
 def describe(spec: CorpusSpec, folder: Path) -> str:
@@ -373,7 +401,7 @@ def describe(spec: CorpusSpec, folder: Path) -> str:
     size = (folder / "train.txt").stat().st_size + (folder / "val.txt").stat().st_size
     vocab = set(train) | ({BOUNDARY} if spec.mode == "lines" else set())
     unseen = sum(1 for ch in val if ch not in vocab)
-    extra = (f" lines {train.count(BOUNDARY)}/{val.count(BOUNDARY)}" if spec.mode == "lines"
+    extra = (f", {train.count(BOUNDARY):,d}/{val.count(BOUNDARY):,d} lines" if spec.mode == "lines"
              else "")
     return (f"{spec.name:16s} {spec.kind:38s} {size:>11,d} B  train {len(train):>10,d} ch  "
             f"val {len(val):>9,d} ch  vocab {len(vocab):>5d}  val chars unseen in train "
@@ -399,9 +427,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"--only {spec.name}")
         return 0
     try:
-        build(specs, args.out_dir)
+        differ = build(specs, args.out_dir)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if differ:
+        print(f"error: {', '.join(differ)} differ from the pinned build: the held-out text is "
+              f"not the one the recorded figures were measured on", file=sys.stderr)
         return 1
     return 0
 
