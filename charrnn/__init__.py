@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 # What `from charrnn import X` gives, loaded on first use: `import charrnn` alone stays light, so
-# the command's entry point (charrnn.launch) is running before NumPy starts to load.
+# the command's entry point (charrnn.cli.launch) is running before NumPy starts to load.
 _EXPORTS = {
     "Checkpoint": "charrnn.checkpoint", "load_checkpoint": "charrnn.checkpoint",
     "save_checkpoint": "charrnn.checkpoint", "Config": "charrnn.config",

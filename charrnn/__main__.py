@@ -1,6 +1,6 @@
 """python -m charrnn: the same command line as `charrnn`."""
 
-from charrnn.launch import main
+from charrnn.cli.launch import main
 
 if __name__ == "__main__":
     main()

@@ -336,7 +336,7 @@ def test_sample_writes_utf8_even_under_the_c_locale(tmp_path):
     train_tiny(corpus, out, "--set", "training.seq_length=8", mode="stream")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONIO"))}
     env.update(LANG="C", LC_ALL="C", PYTHONUTF8="0")
-    result = subprocess.run([sys.executable, "-m", "charrnn.cli", "sample", "--checkpoint",
+    result = subprocess.run([sys.executable, "-m", "charrnn", "sample", "--checkpoint",
                              str(out), "--length", "30", "--prime", "très 日本"],
                             capture_output=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -3,8 +3,9 @@ charrnn/ must be named in pyproject.toml's package list, or the wheel silently l
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

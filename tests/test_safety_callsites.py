@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from test_gradflow import write_checkpoint
 
-from charrnn import diagnostics_cli
+from charrnn.cli import gradflow as gradflow_command
 from charrnn.cli import main
 from charrnn.plumbing import paths
 
@@ -255,7 +255,7 @@ def test_gradflow_default_text_never_reads_the_whole_corpus(tmp_path, monkeypatc
     def whole(*args, **kwargs):
         raise AssertionError("the whole corpus was read")
 
-    monkeypatch.setattr(diagnostics_cli, "read_text", whole)
+    monkeypatch.setattr(gradflow_command, "read_text", whole)
     text = "anna\nbob\nchristopher\ndora\n" * 20 if mode == "lines" else STREAM_TEXT
     checkpoint = write_checkpoint(tmp_path, mode=mode, corpus_text=text)
     result = run("gradflow", "--checkpoint", checkpoint, "--json", "--length", 20)

@@ -1,27 +1,17 @@
-"""The `charrnn` command: a thin click layer over the library; our errors become one-liners."""
+"""`charrnn sample`: names or free text from a checkpoint, sampled or by beam search."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import signal
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from charrnn.cells import CELLS
-from charrnn.checkpoint import load_checkpoint, load_checkpoint_config
-from charrnn.cli_support import SEED, command_line_text, default_checkpoint, friendly_errors
-from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
-from charrnn.config import config_path as config_file
-from charrnn.corpus import read_text
+from charrnn.checkpoint import load_checkpoint
+from charrnn.cli.common import SEED, command_line_text, default_checkpoint, friendly_errors
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate_corpus_split, evaluate_text
-from charrnn.gradcheck import TOLERANCE, default_specs, run_gradcheck
-from charrnn.model import ModelSpec
 from charrnn.plumbing.paths import check_outputs
 from charrnn.plumbing.writing import write_output
 from charrnn.sample import (
@@ -32,123 +22,9 @@ from charrnn.sample import (
     sample_names,
     sample_text,
 )
-from charrnn.train import INIT_FROM_MAY_CHANGE, TrainingInterrupted, run_outputs
-from charrnn.train import train as train_model
 
 
-def _utf8_stdout() -> None:
-    """Samples are UTF-8 whatever the terminal's locale says."""
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            try:
-                stream.reconfigure(encoding="utf-8", errors="replace")
-            except (ValueError, OSError):  # pragma: no cover - a stream that cannot switch
-                pass
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="charrnn")
-def main():
-    """charrnn: train, sample and check character-level RNN, LSTM and GRU models on NumPy."""
-    _utf8_stdout()
-
-
-@main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help=f"YAML config [default: {DEFAULT_CONFIG}]")
-@click.option("--corpus", help="text file to train on (data.corpus)")
-@click.option("--out", help="checkpoint to write (training.out); the best is *.best.npz")
-@click.option("--steps", type=int, help="the step count the run ends at (training.steps)")
-@click.option("--seed", type=SEED, help="random seed (training.seed)")
-@click.option("--resume", type=click.Path(dir_okay=False),
-              help="continue a checkpoint's run (writes back to it unless --out is given)")
-@click.option("--init-from", type=click.Path(dir_okay=False),
-              help="start from a checkpoint's weights and vocabulary on a (new) corpus")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="override a config key, e.g. --set training.lr=0.05 (repeatable)")
-@click.option("--encoding", help="corpus text encoding (data.encoding), e.g. latin-1")
-@click.option("--mode", type=click.Choice(["lines", "stream"]),
-              help="data.mode: lines (one example a line, e.g. names) or stream (running text)")
-@click.option("--threads", metavar="N|auto",
-              help="BLAS threads (training.threads) [default: auto]")
-@click.option("--progress/--no-progress", default=None,
-              help="show the progress bar [default: only on a terminal; otherwise one line per "
-                   "evaluation]")
-@friendly_errors
-def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, encoding, mode,
-          threads, progress):
-    """Train a model (with no options: the shipped names config).
-
-    Progress, samples and the summary go to standard error; nothing is written to standard
-    output. --config takes a file or a shipped config's name (names, names-gru, names-lstm,
-    shakespeare, shakespeare-lstm, min-char-rnn)."""
-    if resume and config_path:
-        raise click.UsageError("--resume continues with the checkpoint's own config; change "
-                               "settings with --set SECTION.KEY=VALUE instead of --config")
-    if resume and init_from:
-        raise click.UsageError("--resume and --init-from exclude each other: --resume continues "
-                               "a run, --init-from starts a new one from its weights")
-    if threads is not None and threads != "auto":
-        try:
-            threads = int(threads)
-        except ValueError:
-            raise click.BadParameter(f"expected auto or a whole number, got {threads!r}",
-                                     param_hint="--threads") from None
-    flags = {"data.corpus": corpus, "training.out": out or resume,
-             "training.steps": steps, "training.seed": seed, "data.encoding": encoding,
-             "data.mode": mode, "training.threads": threads}
-    settings = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
-    if resume:
-        config = _resumed_config(resume, [*settings, *overrides])
-    else:
-        config = load_config(config_path, [*settings, *overrides])
-    if init_from:
-        config = _init_from_config(config, init_from, overrides)
-    if not resume:  # the config file is an input too: no output may be written over it
-        check_outputs({"--config": config_file(config_path)}, run_outputs(config))
-    try:
-        result = train_model(config, resume=resume, init_from=init_from, progress=progress,
-                             report=lambda kind, text: click.echo(text, err=True))
-    except TrainingInterrupted as stop:
-        # saved; the process is ending: another Ctrl-C now must not turn into a traceback or
-        # change the exit status (the trainer has put the default handlers back)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-        click.echo(f"interrupted at step {stop.step}; saved {stop.path}. Resume with: "
-                   f"charrnn train --resume {stop.path}", err=True)
-        sys.exit(stop.exit_code)
-    if not result.history:  # already at --steps: the trainer has said so
-        return
-    best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
-    click.echo(f"step {result.step}: best val {best} nats/char; {result.chars_per_second:,.0f} "
-               f"chars/s over {result.seconds:.1f} s; saved {result.out}", err=True)
-
-
-def _init_from_config(config, init_from: str, overrides):
-    """--init-from: the checkpoint's model, except dropout and dtype, which a new run may change;
-    any other model.* setting given on the command line cannot apply and is refused."""
-    model = load_checkpoint_config(init_from).to_dict()["model"]  # the trainer reads the weights
-    explicit = {}
-    for item in overrides:
-        section, name, _ = parse_override(item)
-        if section == "model":
-            explicit[name] = getattr(config.model, name)
-    for name, value in explicit.items():
-        if name not in INIT_FROM_MAY_CHANGE and value != model.get(name):
-            raise click.UsageError(
-                f"--set model.{name}={value} cannot apply with --init-from: the weights of "
-                f"{init_from} fix model.{name} to {model.get(name)!r} (only "
-                f"{' and '.join('model.' + k for k in INIT_FROM_MAY_CHANGE)} may change)")
-    return config.replace(model={**model, **{k: v for k, v in explicit.items()
-                                             if k in INIT_FROM_MAY_CHANGE}})
-
-
-def _resumed_config(resume: str, overrides: list[str]):
-    """The checkpoint's own config, with the command line's changes validated on top."""
-    return with_overrides(load_checkpoint_config(resume), overrides, f"--resume {resume}")
-
-
-@main.command()
+@click.command(name="sample")
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="model to sample [default: the default config's training.out]")
 @click.option("--num", type=click.IntRange(min=1), help="names to print, one a line "
@@ -359,89 +235,4 @@ def _beam_names(saved, num, beam, score, prime, max_length) -> list[str]:
     return names
 
 
-@main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="check this config's model (cell, layers, dropout; hidden size up to 8)")
-@click.option("--checkpoint", type=click.Path(dir_okay=False),
-              help="check the gradient at this checkpoint's weights (in float64)")
-@click.option("--cell", type=click.Choice(sorted(CELLS)), help="check only this cell")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="random seed")
-@friendly_errors
-def gradcheck(config_path, checkpoint, cell, seed):
-    """Compare every analytic gradient with centred finite differences, in float64."""
-    if config_path and checkpoint:
-        raise click.UsageError("give --config or --checkpoint, not both")
-    params = None
-    if checkpoint:
-        saved = load_checkpoint(checkpoint)
-        params = saved.params
-        specs = [saved.spec]
-    elif config_path:
-        config = load_config(config_path)
-        spec = ModelSpec.from_config(config.model, 7)
-        specs = [dataclasses.replace(spec, hidden_size=min(spec.hidden_size, 8), init_scale=0.5)]
-    else:
-        specs = default_specs()
-    specs = [spec for spec in specs if cell is None or spec.cell == cell]
-    if not specs:
-        raise click.UsageError(f"--cell {cell} does not match the model of --checkpoint or "
-                               f"--config")
-    failed = False
-    for label, rows in run_gradcheck(specs, params, seed):
-        click.echo(f"{label} (float64, tolerance {TOLERANCE:g})")
-        click.echo(f"  {'parameter':<12}{'shape':<14}{'max rel error':>15}{'checked':>9}"
-                   f"{'kinks':>7}  ")
-        for row in rows:
-            failed |= not row.ok
-            click.echo(f"  {row.name:<12}{str(row.shape):<14}{row.max_rel_error:>15.3e}"
-                       f"{row.checked:>9}{row.skipped_at_kinks:>7}  "
-                       f"{'ok' if row.ok else 'FAIL'}")
-    if failed:
-        raise click.ClickException("gradient check failed: a backward disagrees with finite "
-                                   "differences")
-    click.echo("all gradients agree with finite differences")
-
-
-@main.command(name="eval")
-@click.option("--checkpoint", type=click.Path(dir_okay=False),
-              help="model to evaluate [default: the default config's training.out]")
-@click.argument("textfile", type=click.Path(dir_okay=False), required=False)
-@click.option("--split", type=click.Choice(["val", "train"]),
-              help="instead of TEXTFILE: the checkpoint's own corpus split, cut as in training")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-@click.option("--encoding", default="utf-8", show_default=True, help="text encoding")
-@friendly_errors
-def eval_command(checkpoint, textfile, split, as_json, encoding):
-    """Loss of a checkpoint on TEXTFILE (or --split val): nats/char, bits/char, perplexity."""
-    if (textfile is None) == (split is None):
-        raise click.UsageError("give a TEXTFILE or --split val, exactly one of them")
-    saved = load_checkpoint(Path(checkpoint) if checkpoint else default_checkpoint())
-    if split:
-        result = evaluate_corpus_split(saved, split)
-    else:
-        text = read_text(textfile, encoding, "strict", what="text")
-        result = evaluate_text(saved.model, saved.vocab, text, saved.config.data.mode)
-    if as_json:
-        # strict JSON: a value past float64 (perplexity beyond about 709.8 nats) is null
-        click.echo(json.dumps({key: None if isinstance(value, float) and not math.isfinite(value)
-                               else value for key, value in result.items()}))
-        return
-    click.echo(f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} "
-               f"bits/char, perplexity {result['perplexity']:.3f} over {result['characters']} "
-               f"characters")
-    if result["out_of_vocabulary"]:
-        click.echo(f"{result['out_of_vocabulary']} character(s) outside the vocabulary were "
-                   f"left out: {''.join(result['unknown_characters'])!r}", err=True)
-
-
-# Other commands live in modules of their own and join the group here.
-from charrnn.diagnostics_cli import COMMANDS as _DIAGNOSTICS  # noqa: E402
-from charrnn.info_cli import COMMANDS as _INFO  # noqa: E402
-from charrnn.sweep_cli import COMMANDS as _SWEEP  # noqa: E402
-from charrnn.viz_cli import COMMANDS as _VIZ  # noqa: E402
-
-for _command in [*_DIAGNOSTICS, *_INFO, *_SWEEP, *_VIZ]:
-    main.add_command(_command)
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+command = sample

@@ -1,8 +1,5 @@
-"""Click commands for gradient diagnostics (gradflow) and pictures (plot).
-
-The numbers come from charrnn.gradflow and the pictures from charrnn.plots; this module only picks
-the text, prints and writes files. cli.py adds COMMANDS to the `charrnn` group.
-"""
+"""`charrnn gradflow`: how the gradient shrinks or grows back in time (numbers from
+charrnn.gradflow); this module picks the text, prints and writes files."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ import click
 import numpy as np
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint
-from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
+from charrnn.cli.common import command_line_text, default_checkpoint, friendly_errors
 from charrnn.corpus import longest_line, normalise_lines, read_text, text_start
 from charrnn.errors import CharRNNError
 from charrnn.gradflow import (
@@ -392,34 +389,4 @@ def _number(value, form: str, missing: str = "-") -> str:
     return missing if value is None else form.format(value)
 
 
-# --- plot --------------------------------------------------------------------------------------
-
-@click.command()
-@click.argument("log", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="PNG to write [default: LOG with .png for its suffix]")
-@friendly_errors
-def plot(log, out):
-    """Training curves from a metrics log (JSONL or CSV): loss, grad norm, clip fraction."""
-    from charrnn.plots import draw_training_curves, read_metrics, require_matplotlib, save_figure
-
-    require_matplotlib()
-    out = Path(out) if out else Path(log).with_suffix(".png")
-    check_outputs({"LOG": log}, {"--out": out})  # before any work: never write over the log
-    records = read_metrics(log, refuse=_refuse_checkpoint)
-    figure = draw_training_curves(records, title=Path(log).name)
-    click.echo(f"wrote {save_figure(figure, out)} ({len(records)} evaluations, last step "
-               f"{records[-1]['step']:.15g})")
-
-
-def _refuse_checkpoint(path: Path, data: bytes) -> None:
-    """A checkpoint (a zip archive) given where a log belongs: say which file to pass.
-
-    data: the file's bytes, read once by read_metrics (a FIFO could not be read twice)."""
-    if data.startswith(b"PK\x03\x04"):
-        log = path.with_suffix(".jsonl")
-        raise CharRNNError(f"{path} is a checkpoint, not a metrics log; pass its log, "
-                           f"e.g. charrnn plot {log}")
-
-
-COMMANDS = [gradflow, plot]
+command = gradflow

@@ -1,4 +1,4 @@
-"""The `charrnn viz` command: a thin click layer over charrnn.viz. cli.py adds COMMANDS."""
+"""The `charrnn viz` command: a thin click layer over charrnn.viz."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli_support import command_line_text, default_checkpoint, friendly_errors
+from charrnn.cli.common import command_line_text, default_checkpoint, friendly_errors
 from charrnn.corpus import read_text
 from charrnn.viz import (
     DEFAULT_LENGTH,
@@ -75,4 +75,4 @@ def viz(checkpoint, text_file, prime, length, out, encoding, listed):
     click.echo(f"wrote {out} ({size / 1e6:.1f} MB): open it in a browser", err=True)
 
 
-COMMANDS = [viz]
+command = viz

@@ -1,4 +1,4 @@
-"""The `charrnn sweep` command: a thin click layer over charrnn.sweep. cli.py adds COMMANDS."""
+"""The `charrnn sweep` command: a thin click layer over charrnn.sweep."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from charrnn.cli_support import friendly_errors
+from charrnn.cli.common import friendly_errors
 from charrnn.errors import CharRNNError
 from charrnn.sweep import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -99,4 +99,4 @@ def sweep(sweep_file, out, resume, workers, address, threads_per_trial, connect_
                f"{outcome.seconds:.1f} s ({outcome.reused} already done)", err=True)
 
 
-COMMANDS = [sweep]
+command = sweep

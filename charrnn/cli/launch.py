@@ -24,7 +24,7 @@ def main() -> None:
     previous = signal.getsignal(signal.SIGINT)
     if previous is signal.default_int_handler:  # not when the parent made us ignore SIGINT
         signal.signal(signal.SIGINT, _exit_quietly)
-    from charrnn.cli import main as command_line
+    from charrnn.cli.group import main as command_line
 
     signal.signal(signal.SIGINT, previous)
     command_line(prog_name="charrnn")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint
-from charrnn.cli_support import friendly_errors
+from charrnn.cli.common import friendly_errors
 
 
 def checkpoint_info(path: Path, saved: Checkpoint) -> dict:
@@ -73,4 +73,4 @@ def saved_yaml(facts: dict) -> str:
     return yaml.safe_dump(facts["config"], sort_keys=False)
 
 
-COMMANDS = [info]
+command = info

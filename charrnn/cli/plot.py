@@ -1,0 +1,42 @@
+"""`charrnn plot`: training curves from a metrics log (pictures from charrnn.plots)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from charrnn.cli.common import friendly_errors
+from charrnn.errors import CharRNNError
+from charrnn.plumbing.paths import check_outputs
+
+
+@click.command()
+@click.argument("log", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="PNG to write [default: LOG with .png for its suffix]")
+@friendly_errors
+def plot(log, out):
+    """Training curves from a metrics log (JSONL or CSV): loss, grad norm, clip fraction."""
+    from charrnn.plots import draw_training_curves, read_metrics, require_matplotlib, save_figure
+
+    require_matplotlib()
+    out = Path(out) if out else Path(log).with_suffix(".png")
+    check_outputs({"LOG": log}, {"--out": out})  # before any work: never write over the log
+    records = read_metrics(log, refuse=_refuse_checkpoint)
+    figure = draw_training_curves(records, title=Path(log).name)
+    click.echo(f"wrote {save_figure(figure, out)} ({len(records)} evaluations, last step "
+               f"{records[-1]['step']:.15g})")
+
+
+def _refuse_checkpoint(path: Path, data: bytes) -> None:
+    """A checkpoint (a zip archive) given where a log belongs: say which file to pass.
+
+    data: the file's bytes, read once by read_metrics (a FIFO could not be read twice)."""
+    if data.startswith(b"PK\x03\x04"):
+        log = path.with_suffix(".jsonl")
+        raise CharRNNError(f"{path} is a checkpoint, not a metrics log; pass its log, "
+                           f"e.g. charrnn plot {log}")
+
+
+command = plot

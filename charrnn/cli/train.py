@@ -1,0 +1,115 @@
+"""`charrnn train`: a run from a config, a corpus and the command line's changes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import click
+
+from charrnn.checkpoint import load_checkpoint_config
+from charrnn.cli.common import SEED, friendly_errors
+from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
+from charrnn.config import config_path as config_file
+from charrnn.plumbing.paths import check_outputs
+from charrnn.train import INIT_FROM_MAY_CHANGE, TrainingInterrupted, run_outputs
+from charrnn.train import train as train_model
+
+
+@click.command(name="train")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help=f"YAML config [default: {DEFAULT_CONFIG}]")
+@click.option("--corpus", help="text file to train on (data.corpus)")
+@click.option("--out", help="checkpoint to write (training.out); the best is *.best.npz")
+@click.option("--steps", type=int, help="the step count the run ends at (training.steps)")
+@click.option("--seed", type=SEED, help="random seed (training.seed)")
+@click.option("--resume", type=click.Path(dir_okay=False),
+              help="continue a checkpoint's run (writes back to it unless --out is given)")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="start from a checkpoint's weights and vocabulary on a (new) corpus")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a config key, e.g. --set training.lr=0.05 (repeatable)")
+@click.option("--encoding", help="corpus text encoding (data.encoding), e.g. latin-1")
+@click.option("--mode", type=click.Choice(["lines", "stream"]),
+              help="data.mode: lines (one example a line, e.g. names) or stream (running text)")
+@click.option("--threads", metavar="N|auto",
+              help="BLAS threads (training.threads) [default: auto]")
+@click.option("--progress/--no-progress", default=None,
+              help="show the progress bar [default: only on a terminal; otherwise one line per "
+                   "evaluation]")
+@friendly_errors
+def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, encoding, mode,
+          threads, progress):
+    """Train a model (with no options: the shipped names config).
+
+    Progress, samples and the summary go to standard error; nothing is written to standard
+    output. --config takes a file or a shipped config's name (names, names-gru, names-lstm,
+    shakespeare, shakespeare-lstm, min-char-rnn)."""
+    if resume and config_path:
+        raise click.UsageError("--resume continues with the checkpoint's own config; change "
+                               "settings with --set SECTION.KEY=VALUE instead of --config")
+    if resume and init_from:
+        raise click.UsageError("--resume and --init-from exclude each other: --resume continues "
+                               "a run, --init-from starts a new one from its weights")
+    if threads is not None and threads != "auto":
+        try:
+            threads = int(threads)
+        except ValueError:
+            raise click.BadParameter(f"expected auto or a whole number, got {threads!r}",
+                                     param_hint="--threads") from None
+    flags = {"data.corpus": corpus, "training.out": out or resume,
+             "training.steps": steps, "training.seed": seed, "data.encoding": encoding,
+             "data.mode": mode, "training.threads": threads}
+    settings = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    if resume:
+        config = _resumed_config(resume, [*settings, *overrides])
+    else:
+        config = load_config(config_path, [*settings, *overrides])
+    if init_from:
+        config = _init_from_config(config, init_from, overrides)
+    if not resume:  # the config file is an input too: no output may be written over it
+        check_outputs({"--config": config_file(config_path)}, run_outputs(config))
+    try:
+        result = train_model(config, resume=resume, init_from=init_from, progress=progress,
+                             report=lambda kind, text: click.echo(text, err=True))
+    except TrainingInterrupted as stop:
+        # saved; the process is ending: another Ctrl-C now must not turn into a traceback or
+        # change the exit status (the trainer has put the default handlers back)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+        click.echo(f"interrupted at step {stop.step}; saved {stop.path}. Resume with: "
+                   f"charrnn train --resume {stop.path}", err=True)
+        sys.exit(stop.exit_code)
+    if not result.history:  # already at --steps: the trainer has said so
+        return
+    best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
+    click.echo(f"step {result.step}: best val {best} nats/char; {result.chars_per_second:,.0f} "
+               f"chars/s over {result.seconds:.1f} s; saved {result.out}", err=True)
+
+
+def _init_from_config(config, init_from: str, overrides):
+    """--init-from: the checkpoint's model, except dropout and dtype, which a new run may change;
+    any other model.* setting given on the command line cannot apply and is refused."""
+    model = load_checkpoint_config(init_from).to_dict()["model"]  # the trainer reads the weights
+    explicit = {}
+    for item in overrides:
+        section, name, _ = parse_override(item)
+        if section == "model":
+            explicit[name] = getattr(config.model, name)
+    for name, value in explicit.items():
+        if name not in INIT_FROM_MAY_CHANGE and value != model.get(name):
+            raise click.UsageError(
+                f"--set model.{name}={value} cannot apply with --init-from: the weights of "
+                f"{init_from} fix model.{name} to {model.get(name)!r} (only "
+                f"{' and '.join('model.' + k for k in INIT_FROM_MAY_CHANGE)} may change)")
+    return config.replace(model={**model, **{k: v for k, v in explicit.items()
+                                             if k in INIT_FROM_MAY_CHANGE}})
+
+
+def _resumed_config(resume: str, overrides: list[str]):
+    """The checkpoint's own config, with the command line's changes validated on top."""
+    return with_overrides(load_checkpoint_config(resume), overrides, f"--resume {resume}")
+
+
+command = train
