@@ -372,6 +372,13 @@ def test_validation_fraction_never_takes_every_line(tmp_path, monkeypatch):
     corpus.write_text("anna\nbob\n")
     config = write_config(tmp_path, corpus, "lines", steps=2, data={"val_fraction": 0.99})
     succeeded(cli("train", "--config", config))
+    from charrnn.config import load_config
+    from charrnn.train import start_run
+
+    corpus = start_run(load_config(config)).corpus  # the trainer's own split
+    train, val = corpus.train.lines(corpus.vocab), corpus.val.lines(corpus.vocab)
+    assert len(train) == 1 and len(val) == 1 and set(train + val) == {"anna", "bob"}
+    assert load_checkpoint(tmp_path / OUT).meta["chars_seen"] > 0  # it trained on its line
 
 
 # --- limits --------------------------------------------------------------------------------------

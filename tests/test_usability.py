@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from charrnn.checkpoint import load_checkpoint
@@ -148,7 +148,13 @@ def test_python_dash_m_and_version():
     import charrnn
 
     assert result.returncode == 0 and charrnn.__version__ in result.stdout
-    assert np.__version__  # numpy is importable alongside, as the package needs
+    # the version pyproject.toml declares, not a stale install's or the "0+unknown" fallback
+    from conftest import REPO
+
+    declared = re.search(r'^version = "([^"]+)"$', (REPO / "pyproject.toml").read_text(),
+                         re.MULTILINE).group(1)
+    assert result.stdout.strip() == f"charrnn, version {declared}"
+    assert charrnn.__version__ == declared
 
 
 def test_install_hints_name_the_right_command(monkeypatch, tmp_path):
