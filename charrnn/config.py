@@ -424,3 +424,46 @@ def _validated(mapping: dict, overrides, where: str) -> Config:
 
 def config_from_yaml_text(text: str, where: str = "checkpoint config") -> Config:
     return from_mapping(parse_yaml(text, where))
+
+
+def reference_markdown() -> str:
+    """docs/config.md: every key with its default, its rule and its doc, from the dataclasses
+    above (scripts/config_doc.py writes it; a test fails when the page and this code differ)."""
+    lines = ["# Config keys", "",
+             "Generated from `charrnn/config.py` by `python scripts/config_doc.py`; do not edit.",
+             "A config file is YAML with three optional sections; every key is optional and falls",
+             "back to the default here. `--set SECTION.KEY=VALUE` changes one key on the command",
+             "line. Unknown keys, wrong types and out-of-range values are refused by name.", ""]
+    for section, kind in _SECTION_CLASSES.items():
+        lines += [f"## {section}", "", "| key | default | allowed | what it does |",
+                  "| --- | --- | --- | --- |"]
+        for spec in dataclasses.fields(kind):
+            rules = spec.metadata
+            doc = rules["doc"].replace("<", "&lt;").replace(">", "&gt;")
+            lines.append(f"| `{spec.name}` | `{yaml.safe_dump(spec.default).splitlines()[0]}` "
+                         f"| {_allowed(rules, spec.type)} | {doc} |")
+        lines.append("")
+    aliases = ", ".join(f"`{peer}` → `{ours}`" for peer, ours in sorted(PEER_NAMES.items()))
+    lines += ["## Names from other tools", "",
+              f"A key spelled as char-rnn, torch-rnn or nanoGPT spell it is pointed to ours: "
+              f"{aliases}.", ""]
+    return "\n".join(lines)
+
+
+_TYPE_WORDS = {"int": "integer", "float": "number", "bool": "`true` \\| `false`", "str": "text"}
+
+
+def _allowed(rules: dict, annotation: str) -> str:
+    """A key's rule in words: its choices, or its type and range, and null where allowed."""
+    kinds = [_TYPE_WORDS.get(kind.strip(), kind) for kind in str(annotation).split("|")
+             if kind.strip() != "None"]
+    parts = [] if rules["choices"] else [" or ".join(kinds)]
+    if rules["choices"]:
+        parts.append(" \\| ".join(f"`{choice}`" for choice in rules["choices"]))
+    if rules["low"] is not None:
+        parts.append(f"{'>' if rules['low_open'] else '>='} {rules['low']:g}")
+    if rules["high"] is not None:
+        parts.append(f"{'<' if rules['high_open'] else '<='} {rules['high']:g}")
+    if rules["nullable"]:
+        parts.append("or `null`")
+    return ", ".join(parts)
