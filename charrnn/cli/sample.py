@@ -11,13 +11,12 @@ import numpy as np
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli.common import SEED, command_line_text, default_checkpoint, friendly_errors
-from charrnn.errors import CharRNNError
+from charrnn.names import names_summary, novel_names
 from charrnn.plumbing.paths import check_outputs
 from charrnn.plumbing.writing import write_output
 from charrnn.sample import (
     beam_names,
     beam_text,
-    corpus_membership,
     encode_prime,
     sample_names,
     sample_text,
@@ -140,95 +139,21 @@ def _refuse_conflicts(temperature, top_k, top_p, greedy, beam, beam_score, novel
                                f"best complete names among its {beam} beams")
 
 
-MAX_DRAWS_PER_NAME = 50  # --novel stops after this many draws for each name asked for
-
-
-def _training_lines(saved, names) -> dict[str, str] | None:
-    """Which of the names are lines of the training corpus, and in which split the trainer put
-    them ({name: "train" or "val"}); None when the corpus cannot be read."""
-    data = saved.config.data
-    try:
-        return corpus_membership(data.corpus, data.mode, data.val_fraction,
-                                 saved.config.training.seed, names, data.encoding, data.errors)
-    except CharRNNError:
-        return None
-
-
-def _split_counts(names, where) -> str:
-    train = sum(where.get(name) == "train" for name in names)
-    val = sum(where.get(name) == "val" for name in names)
-    empty = sum(not name for name in names)
-    new = len(names) - train - val - empty
-    return (f"{train} in the training split, {val} in the validation split, {new} new"
-            + (f", {empty} empty" if empty else ""))
-
-
-def _report_names(saved, names, where, how="") -> None:
-    """makemore's summary, on stderr: how many names are in either split and how many are new."""
-    if where is None:
-        click.echo(f"{len(names)} names{how}; the training corpus {saved.config.data.corpus} "
-                   f"cannot be read here, so they are not compared with it", err=True)
-    else:
-        click.echo(f"{len(names)} names{how}: {_split_counts(names, where)}", err=True)
-
-
 def _names(saved, num, rng, novel, max_length, options) -> list[str]:
     if novel:
-        return _novel_names(saved, num, rng, max_length, options)
+        found = novel_names(saved, num, rng, max_length, **options)
+        click.echo(found.summary, err=True)
+        return found.names
     names = sample_names(saved.model, saved.vocab, num, rng, max_length=max_length, **options)
-    _report_names(saved, names, _training_lines(saved, set(names)))
-    return names
-
-
-def _novel_names(saved, num, rng, max_length, options) -> list[str]:
-    """num distinct non-empty names in neither split of the training corpus, drawn in rounds
-    that grow (one pass over the corpus a round), at most MAX_DRAWS_PER_NAME * num draws."""
-    limit = MAX_DRAWS_PER_NAME * num
-    found: list[str] = []
-    seen: set[str] = set()
-    skipped = {"train": 0, "val": 0, "repeat": 0, "empty": 0}
-    drawn = 0
-    while len(found) < num and drawn < limit:
-        size = min(limit - drawn, max(2 * (num - len(found)), drawn))
-        batch = sample_names(saved.model, saved.vocab, size, rng, max_length=max_length,
-                             **options)
-        drawn += size
-        where = _training_lines(saved, set(batch))
-        if where is None:
-            raise CharRNNError(f"--novel needs the training corpus {saved.config.data.corpus}, "
-                               f"which cannot be read; run from the directory you trained in")
-        for name in batch:
-            kind = "empty" if not name else where.get(name) or (
-                "repeat" if name in seen else None)
-            if kind:
-                skipped[kind] += 1
-            else:
-                seen.add(name)
-                found.append(name)
-    names = found[:num]
-    details = (f"{skipped['train']} in the training split, {skipped['val']} in the validation "
-               f"split, {skipped['repeat']} repeats, {skipped['empty']} empty")
-    if len(names) == num:
-        click.echo(f"{num} names, all new and distinct ({drawn} drawn; left out: {details})",
-                   err=True)
-        return names
-    known, repeats = skipped["train"] + skipped["val"], skipped["repeat"]
-    why = ("the model mostly reproduces its training names: raise --temperature or sample an "
-           "earlier checkpoint" if known >= max(repeats, skipped["empty"]) else
-           "the model keeps drawing the same few names: raise --temperature, loosen --top-k or "
-           "--top-p, or shorten --prime" if repeats >= skipped["empty"] else
-           "the model mostly ends a name at once")
-    click.echo(f"--novel found only {len(names)} of {num} new distinct names: it stopped after "
-               f"{drawn} draws, the limit of {MAX_DRAWS_PER_NAME} a name asked for (left out: "
-               f"{details}); {why}", err=True)
+    click.echo(names_summary(saved, names), err=True)
     return names
 
 
 def _beam_names(saved, num, beam, score, prime, max_length) -> list[str]:
     found = beam_names(saved.model, saved.vocab, num, beam, prime, max_length, score)
     names = [result.text for result in found]
-    _report_names(saved, names, _training_lines(saved, set(names)),
-                  f" by beam search ({beam} beams, ranked by {score} log-probability)")
+    click.echo(names_summary(saved, names, f" by beam search ({beam} beams, ranked by {score} "
+                                           f"log-probability)"), err=True)
     if len(names) < num:
         click.echo(f"beam search found only {len(names)} complete names of at most "
                    f"{max_length} characters (--max-length)", err=True)
