@@ -53,3 +53,19 @@ def test_names_summary_from_python_is_what_the_command_prints(names_model):
     result = run_cli("sample", "--checkpoint", names_model, "--num", 7, "--seed", 5)
     names = result.stdout.splitlines()
     assert names_summary(load_checkpoint(names_model), names) in result.stderr
+
+
+# --- what the package says it is --------------------------------------------------------------
+
+def test_license_file_and_metadata_describe_the_product():
+    import tomllib
+
+    from conftest import REPO
+
+    license_text = (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert license_text.startswith("MIT License")
+    assert "Copyright (c) 2026 the charrnn developers" in license_text
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT"
+    assert all(cell in project["description"] for cell in ("RNN", "LSTM", "GRU"))
+    assert "vanilla" not in project["description"]
