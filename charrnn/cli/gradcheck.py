@@ -14,12 +14,27 @@ from charrnn.gradcheck import TOLERANCE, default_specs, run_gradcheck
 from charrnn.model import ModelSpec
 
 
+class RegisteredCell(click.Choice):
+    """The cells in the registry when the option is read, so a cell registered later counts."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        return tuple(CELLS)
+
+    @choices.setter
+    def choices(self, value):  # click.Choice's __init__ assigns it; the registry decides
+        pass
+
+
 @click.command(name="gradcheck")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="check this config's model (cell, layers, dropout; hidden size up to 8)")
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="check the gradient at this checkpoint's weights (in float64)")
-@click.option("--cell", type=click.Choice(sorted(CELLS)), help="check only this cell")
+@click.option("--cell", type=RegisteredCell(), help="check only this cell")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="random seed")
 @friendly_errors
 def gradcheck(config_path, checkpoint, cell, seed):
