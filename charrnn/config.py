@@ -34,10 +34,11 @@ MAX_BATCH_TIMES_SEQ = 4_000_000
 
 def _spec(default: Any, *, choices: tuple | None = None, low: float | None = None,
           high: float | None = None, low_open: bool = False, high_open: bool = False,
-          nullable: bool = False, doc: str = "") -> Any:
-    """A dataclass field with its validation rules kept beside its default."""
+          nullable: bool = False, in_dtype: bool = False, doc: str = "") -> Any:
+    """A dataclass field with its validation rules kept beside its default. in_dtype: the
+    value enters the model's arithmetic, so it must be a finite number of model.dtype."""
     rules = dict(choices=choices, low=low, high=high, low_open=low_open,
-                 high_open=high_open, nullable=nullable, doc=doc)
+                 high_open=high_open, nullable=nullable, in_dtype=in_dtype, doc=doc)
     return field(default=default, metadata=rules)
 
 
@@ -70,8 +71,9 @@ class ModelConfig:
                             doc="h_t = f(a_t), for cells that declare it (rnn)")
     dropout: float = _spec(0.0, low=0.0, high=1.0, high_open=True,
                            doc="inverted dropout between layers and before the output layer")
-    forget_bias: float = _spec(1.0, doc="the LSTM's forget-gate bias at initialisation")
-    init_scale: float = _spec(0.01, low=0.0, low_open=True,
+    forget_bias: float = _spec(1.0, in_dtype=True,
+                               doc="the LSTM's forget-gate bias at initialisation")
+    init_scale: float = _spec(0.01, low=0.0, low_open=True, in_dtype=True,
                               doc="weights start as N(0, 1) * init_scale (min-char-rnn: 0.01)")
     dtype: str = _spec("float64", choices=("float32", "float64"), doc="training precision")
 
@@ -83,7 +85,7 @@ class TrainingConfig:
                                             "lines mode pads each batch to its longest line")
     steps: int = _spec(3000, low=0, doc="the step count the run ends at")
     optimizer: str = _spec("adagrad", choices=("adagrad", "sgd", "adam"), doc="update rule")
-    lr: float = _spec(0.1, low=0.0, low_open=True, doc="learning rate")
+    lr: float = _spec(0.1, low=0.0, low_open=True, in_dtype=True, doc="learning rate")
     momentum: float = _spec(0.0, low=0.0, high=1.0, high_open=True, doc="SGD momentum")
     beta1: float = _spec(0.9, low=0.0, high=1.0, high_open=True, doc="Adam first-moment decay")
     beta2: float = _spec(0.999, low=0.0, high=1.0, high_open=True, doc="Adam second-moment decay")
@@ -95,7 +97,7 @@ class TrainingConfig:
     lr_decay_every: int | None = _spec(None, low=1, nullable=True,
                                        doc="steps between lr decays; null: every eval_every "
                                            "steps (the first release's meaning)")
-    clip: float = _spec(5.0, low=0.0, doc="clip threshold; 0 turns clipping off")
+    clip: float = _spec(5.0, low=0.0, in_dtype=True, doc="clip threshold; 0 turns clipping off")
     clip_mode: str = _spec("value", choices=("value", "norm", "none"),
                            doc="value: each entry to [-clip, clip]; norm: global L2 norm to clip")
     seed: int = _spec(0, low=0, high=MAX_SEED, doc="seeds weights, batches and samples")
@@ -268,10 +270,38 @@ def _check_sizes(config: Config) -> None:
     if Path(config.training.out).suffix in (".jsonl", ".csv"):
         raise CharRNNError(f"config training.out: {shown(config.training.out)} would be its own "
                            f"metrics log; give the checkpoint a .npz name")
+    _check_in_dtype(config)
     cells = config.training.batch_size * config.training.seq_length
     if cells > MAX_BATCH_TIMES_SEQ:
         raise CharRNNError(f"config training: batch_size * seq_length = {cells} is over the limit "
                            f"{MAX_BATCH_TIMES_SEQ}; lower one of them")
+
+
+# the largest finite value and the smallest positive one (subnormal) of each model.dtype
+DTYPE_RANGE = {"float32": (3.4028234663852886e38, 1.401298464324817e-45),
+               "float64": (1.7976931348623157e308, 5e-324)}
+
+
+def _check_in_dtype(config: Config) -> None:
+    """Every value that enters the model's arithmetic is a number of model.dtype: 1e39 is
+    infinite in float32, and 1e-46 is 0 there (a learning rate of 0 trains nothing)."""
+    dtype = config.model.dtype
+    largest, smallest = DTYPE_RANGE[dtype]
+    for section in SECTIONS:
+        values = getattr(config, section)
+        for spec in dataclasses.fields(values):
+            value = getattr(values, spec.name)
+            if not spec.metadata["in_dtype"] or value is None:
+                continue
+            where = f"config {section}.{spec.name}: {shown(value)}"
+            if abs(value) > largest:
+                raise CharRNNError(f"{where} is past the largest {dtype} ({largest:.4g}), the "
+                                   f"model's dtype, and would be infinite; lower it, or set "
+                                   f"model.dtype=float64")
+            if value and abs(value) < smallest / 2:
+                raise CharRNNError(f"{where} is 0 in {dtype} (its smallest positive value is "
+                                   f"{smallest:.4g}), the model's dtype; raise it, or set "
+                                   f"model.dtype=float64")
 
 
 MAX_YAML_CHARS = 1 << 20  # a config is a few hundred bytes
@@ -466,4 +496,6 @@ def _allowed(rules: dict, annotation: str) -> str:
         parts.append(f"{'<' if rules['high_open'] else '<='} {rules['high']:g}")
     if rules["nullable"]:
         parts.append("or `null`")
+    if rules["in_dtype"]:
+        parts.append("a finite number of `model.dtype`")
     return ", ".join(parts)

@@ -1,0 +1,227 @@
+"""Issue 18: nothing of the user's is replaced, nothing hangs, nothing lies.
+
+Every test goes through the real command line (in-process with click's runner, or a subprocess
+where a signal, a FIFO or a scheduler is involved) and, where a file of the user's is at stake,
+compares its SHA-256 before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import NAMES, run_cli
+
+HANG_GUARD = 600  # seconds: a guard against a hang, never a measure of speed
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def hashes(*paths: Path) -> dict[str, str]:
+    return {str(path): sha256(path) for path in paths}
+
+
+def error_line(result) -> str:
+    """The one line a refused command prints: exit 1, no traceback, no second line."""
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def names_corpus(directory: Path, every: int = 8, name: str = "names.txt") -> Path:
+    lines = NAMES.read_text(encoding="utf-8").splitlines()[::every]
+    path = directory / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+TINY = ["--set", "model.hidden_size=8", "--set", "training.batch_size=8",
+        "--set", "training.eval_every=5", "--set", "training.sample_every=0",
+        "--set", "training.checkpoint_every=5", "--set", "model.dtype=float64"]
+
+
+def train_cli(corpus: Path, out: Path, *extra, steps: int = 5, ok: bool = True):
+    return run_cli("train", "--config", "names", "--corpus", corpus, "--out", out,
+                   "--steps", steps, *TINY, *extra, ok=ok)
+
+
+# --- 5. sweep checks before enumeration, on normalised values ------------------------------------
+SWEEP_BASE = """\
+data: {corpus: names.txt, mode: lines, val_fraction: 0.1}
+model: {hidden_size: 8, dtype: float64}
+training: {batch_size: 8, seq_length: 10, steps: 10, eval_every: 5, sample_every: 0,
+           checkpoint_every: 5, optimizer: adam, lr: 0.01}
+"""
+
+
+def write_sweep(directory: Path, grid: str = "{training.lr: [0.01, 0.02]}", extra: str = "",
+                name: str = "sweep.yaml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    names_corpus(directory)
+    (directory / "base.yaml").write_text(SWEEP_BASE, encoding="utf-8")
+    path = directory / name
+    path.write_text(f"base: base.yaml\ngrid: {grid}\n{extra}", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("values", ["[0.001, 1e-3]", "[0.001, '1e-3']", "[0.5e-2, 0.005]"])
+def test_sweep_duplicate_is_found_on_the_value_the_config_holds(tmp_path, values):
+    path = write_sweep(tmp_path, f"{{training.lr: {values}}}")
+    for extra in ([], ["--dry-run"]):
+        line = error_line(run_cli("sweep", path, "--out", tmp_path / "out", *extra, ok=False))
+        assert "is the same value as" in line and "training.lr" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_grid_of_a_billion_is_refused_by_counting(tmp_path, monkeypatch):
+    from charrnn.sweep import plan
+
+    def enumerated(*args, **kwargs):
+        raise AssertionError("the grid was enumerated before its size was checked")
+
+    monkeypatch.setattr(plan, "_combinations", enumerated)
+    lists = ", ".join(f"{key}: [{', '.join(map(str, range(1, 33)))}]" for key in
+                      ("training.seed", "training.batch_size", "model.hidden_size",
+                       "training.seq_length", "training.eval_every", "training.clip"))
+    path = write_sweep(tmp_path, f"{{{lists}}}")
+    line = error_line(run_cli("sweep", path, "--dry-run", ok=False))
+    assert "1073741824 combinations" in line and "random" in line
+
+
+def test_sweep_values_quoted_in_errors_are_shortened(tmp_path):
+    long = "x" * 100_000
+    cases = [f"{{training.lr: [0.1, '{long}']}}", f"{{data.encoding: ['utf-8', '{long}']}}",
+             f"{{'{long}': [1, 2]}}", f"{{training.lr: ['{long}']}}"]
+    for grid in cases:
+        path = write_sweep(tmp_path, grid)
+        line = error_line(run_cli("sweep", path, "--dry-run", ok=False))
+        assert len(line) < 600, line[:200]
+
+
+def _sweep_state(directory: Path, path: Path) -> dict:
+    from charrnn.plumbing.reading import read_bytes
+    from charrnn.sweep import load_sweep
+    from charrnn.sweep.store import STATE_FORMAT, STATE_VERSION, plan_fingerprint
+
+    plan = load_sweep(path)
+    corpora = {t.config.data.corpus: read_bytes(t.config.data.corpus, "corpus")
+               for t in plan.trials}
+    return {"format": STATE_FORMAT, "version": STATE_VERSION,
+            "fingerprint": plan_fingerprint(plan, corpora), "sweep": str(path),
+            "trials": [t.name for t in plan.trials],
+            "records": {t.name: [] for t in plan.trials}}
+
+
+GOOD_RECORD = {"rung": 0, "steps": 10, "val_loss": 2.5, "train_loss": 2.6, "seconds": 1.0,
+               "status": "ok", "sha256": "0" * 64, "worker": None}
+
+
+@pytest.mark.parametrize("damage", [
+    {"val_loss": "low"}, {"rung": None}, {"status": 7}, {"sha256": None},
+    {"steps": [1, 2]}, {"rung": 3}, "missing", "not a mapping", "records not a list"])
+def test_damaged_sweep_state_is_one_line_naming_the_file_and_record(tmp_path, damage):
+    path = write_sweep(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    state = _sweep_state(tmp_path, path)
+    record = dict(GOOD_RECORD)
+    if damage == "missing":
+        del record["val_loss"]
+    elif isinstance(damage, dict):
+        record.update(damage)
+    elif damage == "not a mapping":
+        record = ["rung", 0]
+    state["records"]["t000"] = [record] if damage != "records not a list" else {"a": 1}
+    (out / "state.json").write_text(json.dumps(state))
+    before = hashes(out / "state.json")
+    line = error_line(run_cli("sweep", path, "--out", out, ok=False))
+    assert str(out / "state.json") in line and "damaged" in line
+    assert "t000" in line
+    assert hashes(out / "state.json") == before
+    assert sorted(os.listdir(out)) == ["state.json"]
+
+
+# --- 1. a sweep writes only into an empty directory or its own ------------------------------------
+def test_sweep_refuses_a_directory_holding_the_users_files(tmp_path):
+    path = write_sweep(tmp_path)
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "results.csv").write_text("my,own\n1,2\n")
+    (out / "best.npz").write_bytes(b"my best model")
+    before = hashes(out / "results.csv", out / "best.npz")
+    line = error_line(run_cli("sweep", path, "--out", out, ok=False))
+    assert "not a sweep's" in line and "--out" in line
+    assert hashes(out / "results.csv", out / "best.npz") == before
+    assert sorted(os.listdir(out)) == ["best.npz", "results.csv"]  # no trials/, no lock
+
+
+def test_refused_sweep_resume_creates_nothing(tmp_path):
+    path = write_sweep(tmp_path)
+    for out in (tmp_path / "missing", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        line = error_line(run_cli("sweep", path, "--out", out, "--resume", ok=False))
+        assert "holds no sweep to resume" in line
+        assert os.listdir(out) == [] if out.exists() else out.name == "missing"
+
+
+def test_sweep_refuses_the_directory_of_another_sweep(tmp_path):
+    path = write_sweep(tmp_path)
+    other = write_sweep(tmp_path, "{training.lr: [0.01, 0.05]}", name="other.yaml")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "state.json").write_text(json.dumps(_sweep_state(tmp_path, other)))
+    before = hashes(out / "state.json")
+    line = error_line(run_cli("sweep", path, "--out", out, ok=False))
+    assert "different sweep" in line
+    assert hashes(out / "state.json") == before and os.listdir(out) == ["state.json"]
+
+
+# --- 6. config values are numbers of the model's dtype -------------------------------------------
+@pytest.mark.parametrize("setting", ["model.forget_bias=1e39", "model.init_scale=1e39",
+                                     "training.lr=1e-46", "training.clip=1e300"])
+def test_config_value_outside_float32_is_refused_before_any_work(tmp_path, setting):
+    corpus = names_corpus(tmp_path)
+    out = tmp_path / "run" / "m.npz"
+    result = train_cli(corpus, out, "--set", "model.dtype=float32", "--set", "model.cell=lstm",
+                       "--set", setting, ok=False)
+    line = error_line(result)
+    assert setting.split("=")[0] in line and "float32" in line and "model.dtype=float64" in line
+    assert not (tmp_path / "run").exists()
+    train_cli(corpus, out, "--set", "model.dtype=float64", "--set", "model.cell=lstm",
+              "--set", setting, steps=1, ok=not setting.startswith(("model.init_scale",)))
+
+
+# --- 7. strings from files reach the terminal escaped --------------------------------------------
+HOSTILE = "names\x1b[2J\x1b]0;pwned\x07\rfake\nError: forged\u202egnp.txt"
+
+
+def assert_inert(text: str) -> None:
+    """Nothing a terminal would act on: no ESC, BEL, CR or bidirectional override, and no line
+    that the file's strings forged."""
+    assert not any(char in text for char in "\x1b\x07\r\u202e"), repr(text[:300])
+    assert "\nError: forged" not in text and "\nfake" not in text
+
+
+def test_stored_strings_reach_the_terminal_escaped(tmp_path):
+    corpus = names_corpus(tmp_path, name=HOSTILE)
+    out = tmp_path / "m.npz"
+    result = train_cli(corpus, out)
+    assert_inert(result.output)
+    shown = run_cli("info", out).output
+    assert_inert(shown)
+    assert "\\x1b[2J" in shown and "\\u202e" in shown  # shown, as escapes
+    sample = run_cli("sample", "--checkpoint", out, "--num", "3", "--seed", "1")
+    assert_inert(sample.stderr)
+    corpus.unlink()  # summaries and errors that quote the stored path: escaped too
+    sample = run_cli("sample", "--checkpoint", out, "--num", "3", "--seed", "1")
+    assert "cannot be read" in sample.stderr
+    assert_inert(sample.stderr)
+    assert_inert(error_line(run_cli("eval", "--checkpoint", out, "--split", "val", ok=False)))
