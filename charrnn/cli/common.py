@@ -12,6 +12,7 @@ import click
 
 from charrnn.config import DEFAULT_CONFIG, MAX_SEED, load_config
 from charrnn.errors import CharRNNError, Interrupted
+from charrnn.plumbing.terminal import printable
 
 # --seed means the same in every command: what training.seed accepts
 SEED = click.IntRange(0, MAX_SEED)
@@ -22,7 +23,8 @@ def _terminated(signum, frame):
 
 
 def friendly_errors(command):
-    """Turn CharRNNError into click's one-line 'Error: ...' and exit status 1.
+    """Turn CharRNNError into click's one-line 'Error: ...' and exit status 1; what the message
+    quotes from files (paths, config values) reaches the terminal escaped (`printable`).
 
     SIGINT and SIGTERM stop any command at once, with one line and exit status 130 or 143
     (the trainer catches them itself once it trains); files being written are left as they
@@ -35,7 +37,7 @@ def friendly_errors(command):
         try:
             return command(*args, **kwargs)
         except CharRNNError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(printable(error)) from None
         except MemoryError as error:  # whatever no size check foresaw: still one line
             raise click.ClickException(f"out of memory ({str(error) or 'MemoryError'}); lower "
                                        f"model.hidden_size, training.batch_size, --num or "

@@ -9,6 +9,7 @@ import click
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint
 from charrnn.cli.common import friendly_errors
+from charrnn.plumbing.terminal import printable
 
 
 def checkpoint_info(path: Path, saved: Checkpoint) -> dict:
@@ -28,11 +29,11 @@ def checkpoint_info(path: Path, saved: Checkpoint) -> dict:
         "vocabulary": saved.vocab.decode(range(len(saved.vocab))),
         "data_mode": saved.config.data.mode,
         "corpus": saved.config.data.corpus,
-        "corpus_fingerprint": meta.get("corpus_fingerprint"),
+        "corpus_fingerprint": saved.corpus_fingerprint,
         "step": saved.step,
         "steps": saved.config.training.steps,
         "chars_seen": int(meta.get("chars_seen", 0)),
-        "best_val_loss": meta.get("best_file_loss", meta.get("best_val_loss")),
+        "best_val_loss": saved.best_val_loss,
         "optimizer": saved.config.training.optimizer,
         "config": saved.config.to_dict(),
     }
@@ -52,19 +53,30 @@ def info(checkpoint, as_json):
     best = facts["best_val_loss"]
     kind = (f"{facts['cell']} ({facts['activation']})" if facts["activation"]
             else facts["cell"])
-    click.echo(f"checkpoint {path} (format version {facts['format_version']})")
-    click.echo(f"  model       {kind}, {facts['num_layers']} layer(s) of {facts['hidden_size']}, "
-               f"dropout {facts['dropout']:g}, {facts['dtype']}, {facts['parameters']:,} "
-               f"parameters")
-    click.echo(f"  vocabulary  {facts['vocab_size']} characters: {facts['vocabulary']!r}")
-    click.echo(f"  progress    step {facts['step']} of {facts['steps']}, "
-               f"{facts['chars_seen']:,} characters seen, best validation "
-               f"{'-' if best is None else f'{best:.4f} nats/char'}")
+    _say(f"checkpoint {path} (format version {facts['format_version']})")
+    _say(f"  model       {kind}, {facts['num_layers']} layer(s) of {facts['hidden_size']}, "
+         f"dropout {facts['dropout']:g}, {facts['dtype']}, {facts['parameters']:,} "
+         f"parameters")
+    _say(f"  vocabulary  {facts['vocab_size']} characters: {facts['vocabulary']!r}")
+    _say(f"  progress    step {facts['step']} of {facts['steps']}, "
+         f"{facts['chars_seen']:,} characters seen, best validation "
+         f"{'-' if best is None else f'{best:.4f} nats/char'}")
     fingerprint = facts["corpus_fingerprint"]
-    click.echo(f"  corpus      {facts['corpus']} ({facts['data_mode']} mode"
-               f"{'' if not fingerprint else f'; fingerprint {fingerprint}'})")
-    click.echo("  config:")
-    click.echo("\n".join("    " + line for line in saved_yaml(facts).splitlines()))
+    _say(f"  corpus      {facts['corpus']} ({facts['data_mode']} mode"
+         f"{'' if not fingerprint else f'; {fingerprint_text(fingerprint)}'})")
+    _say("  config:")
+    for line in saved_yaml(facts).rstrip("\n").split("\n"):
+        _say("    " + line)
+
+
+def _say(text: str) -> None:
+    """One line of the report: paths, config values and meta are the file's, shown escaped."""
+    click.echo(printable(text))
+
+
+def fingerprint_text(fingerprint: dict) -> str:
+    return (f"{fingerprint['characters']:,} characters, sha256 "
+            f"{fingerprint['sha256'][:16]}...")
 
 
 def saved_yaml(facts: dict) -> str:

@@ -13,6 +13,7 @@ from charrnn.cli.common import SEED, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
 from charrnn.config import config_path as config_file
 from charrnn.plumbing.paths import check_outputs
+from charrnn.plumbing.terminal import printable
 from charrnn.train import INIT_FROM_MAY_CHANGE, TrainingInterrupted, run_outputs
 from charrnn.train import train as train_model
 
@@ -72,20 +73,27 @@ def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, e
         check_outputs({"--config": config_file(config_path)}, run_outputs(config))
     try:
         result = train_model(config, resume=resume, init_from=init_from, progress=progress,
-                             report=lambda kind, text: click.echo(text, err=True))
+                             report=_report)
     except TrainingInterrupted as stop:
         # saved; the process is ending: another Ctrl-C now must not turn into a traceback or
         # change the exit status (the trainer has put the default handlers back)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)
-        click.echo(f"interrupted at step {stop.step}; saved {stop.path}. Resume with: "
-                   f"charrnn train --resume {stop.path}", err=True)
+        _report("info", f"interrupted at step {stop.step}; saved {stop.path}. Resume with: "
+                        f"charrnn train --resume {stop.path}")
         sys.exit(stop.exit_code)
     if not result.history:  # already at --steps: the trainer has said so
         return
     best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
-    click.echo(f"step {result.step}: best val {best} nats/char; {result.chars_per_second:,.0f} "
-               f"chars/s over {result.seconds:.1f} s; saved {result.out}", err=True)
+    _report("info", f"step {result.step}: best val {best} nats/char; "
+                    f"{result.chars_per_second:,.0f} chars/s over {result.seconds:.1f} s; saved "
+                    f"{result.out}")
+
+
+def _report(kind: str, text: str) -> None:
+    """The trainer's lines, on stderr; paths and config values in them are escaped, and only a
+    sample (the model's text) keeps its line breaks."""
+    click.echo(printable(text, newlines=kind == "sample"), err=True)
 
 
 def _init_from_config(config, init_from: str, overrides):

@@ -1,4 +1,5 @@
-"""What a user gave, or a file held, shown in one line of a message."""
+"""What a user gave, or a file held, on its way to a terminal: `shown` quotes a value in a
+message, cut short; `printable` escapes whatever a terminal would act on."""
 
 from __future__ import annotations
 
@@ -13,3 +14,22 @@ def shown(value, limit: int = 80) -> str:
         text = f"a {type(value).__name__} too deep to show"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
+
+def printable(text, newlines: bool = False) -> str:
+    """text as a terminal may show it: every character a terminal would act on or hide (escape
+    sequences, carriage returns, line breaks, bidirectional overrides, zero-width characters:
+    whatever str.isprintable refuses but the space) written as its escape, e.g. '\\x1b',
+    '\\u202e'. For every string that came from a file or a user (paths, config values,
+    vocabulary, checkpoint meta) on its way to a terminal. newlines: keep line breaks, for a
+    block of several lines."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char == " " or (newlines and char == "\n")
+                   else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+            else f"\\U{code:08x}")
