@@ -12,6 +12,7 @@ import click
 
 from charrnn.cli.common import friendly_errors
 from charrnn.errors import CharRNNError
+from charrnn.plumbing.terminal import printable
 from charrnn.sweep import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_RETRIES,
@@ -66,12 +67,12 @@ def sweep(sweep_file, out, resume, workers, address, threads_per_trial, connect_
                                    threads_per_trial)
     rungs = (f"rungs {'/'.join(map(str, plan.rungs))} keep {plan.keep:g}" if plan.rungs
              else "no halving")
-    click.echo(f"sweep {sweep_file}: {len(plan.trials)} trials, {rungs}, on "
-               f"{executors.describe()}; writing {out}", err=True)
+    start = (f"sweep {sweep_file}: {len(plan.trials)} trials, {rungs}, on "
+             f"{executors.describe()}; writing {out}")
     try:
         outcome = run_sweep(plan, out, executors, resume=resume, threads=threads_per_trial,
-                            retries=retries, progress=progress,
-                            report=lambda kind, text: click.echo(text, err=True))
+                            retries=retries, progress=progress, start=start,
+                            report=lambda kind, text: click.echo(printable(text), err=True))
     except SweepInterrupted as stop:
         for signum in (signal.SIGINT, signal.SIGTERM):  # exiting now; more signals change nothing
             signal.signal(signum, signal.SIG_IGN)

@@ -5,6 +5,7 @@ rungs (`survivors`, `rung_views`: who enters, finishes and goes on at each rung)
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import itertools
 import json
@@ -18,12 +19,14 @@ from typing import Any
 from charrnn.config import Config, did_you_mean, load_config, parse_yaml, refuse_unknown
 from charrnn.errors import CharRNNError
 from charrnn.plumbing.reading import Reading
+from charrnn.plumbing.terminal import shown
 
 SWEEP_KEYS = ("base", "set", "grid", "random", "halving")
 HALVING_KEYS = ("rungs", "keep")
 RANDOM_KEYS = ("trials", "seed")
 DEFAULT_KEEP = 0.5
 MAX_SWEEP_BYTES = 1 << 20  # a sweep file is a page of YAML; a larger one is not one
+MAX_TRIALS = 10_000  # trials a sweep may hold: counted from the lists, before any is built
 # keys the sweep itself decides: every trial writes DIR/trials/NAME.npz
 RESERVED_KEYS = {"training.out": "the sweep writes each trial to DIR/trials/NAME.npz (--out DIR)",
                  "training.threads": "the sweep sets each trial's BLAS threads "
@@ -104,13 +107,9 @@ def load_sweep(path: str | Path) -> SweepPlan:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise CharRNNError(f"{where}: grid {key}: expected a non-empty list of values, e.g. "
-                               f"[64, 128], got {values!r}")
+                               f"[64, 128], got {shown(values)}")
         for value in values:
             _check_scalar(value, f"{where}: grid {key}")
-        seen = [json.dumps(value) for value in values]
-        if len(set(seen)) != len(seen):
-            raise CharRNNError(f"{where}: grid {key}: a value is listed twice in {values!r}; "
-                               f"list each once")
     if not grid:
         raise CharRNNError(f"{where}: the grid is empty; list values to try, e.g. grid: "
                            f"{{model.hidden_size: [64, 128]}}")
@@ -119,12 +118,13 @@ def load_sweep(path: str | Path) -> SweepPlan:
         if key in grid:
             raise CharRNNError(f"{where}: {key} is both in 'set' and in 'grid'; keep it in one")
     rungs, keep = _halving(document.get("halving"), where)
+    _check_count([len(values) for values in grid.values()], document.get("random"), where)
     if rungs is not None:
         if "training.steps" in grid:
             raise CharRNNError(f"{where}: with halving the rungs set training.steps; take "
                                f"training.steps out of the grid")
         if "training.steps" in settings and settings["training.steps"] != rungs[-1]:
-            raise CharRNNError(f"{where}: set training.steps {settings['training.steps']!r} "
+            raise CharRNNError(f"{where}: set training.steps {shown(settings['training.steps'])} "
                                f"differs from the last rung {rungs[-1]}; make them equal (or "
                                f"leave training.steps out)")
 
@@ -137,8 +137,16 @@ def load_sweep(path: str | Path) -> SweepPlan:
     common = _apply(base_config, {key: resolved(key, value) for key, value in settings.items()},
                     f"{where}: set")
     for key, values in grid.items():  # name the bad value on its own before combining
-        for value in values:
-            _apply(common, {key: resolved(key, value)}, f"{where}: grid {key}={value!r}")
+        seen: dict[str, Any] = {}
+        for value in values:  # compared as the config holds them: 1e-3 is 0.001
+            applied = _apply(common, {key: resolved(key, value)},
+                             f"{where}: grid {key}={shown(value)}")
+            section, _, name = key.partition(".")
+            held = json.dumps(getattr(getattr(applied, section), name))
+            if held in seen:
+                raise CharRNNError(f"{where}: grid {key}: {shown(value)} is the same value as "
+                                   f"{shown(seen[held])}, listed before it; list each once")
+            seen[held] = value
     keys = tuple(grid)
     combinations = _combinations([grid[key] for key in keys], document.get("random"), where)
     width = max(3, len(str(len(combinations) - 1)))
@@ -158,6 +166,23 @@ def load_sweep(path: str | Path) -> SweepPlan:
     return SweepPlan(path, base_path, keys, tuple(trials), rungs, keep)
 
 
+def _check_count(lengths: list[int], spec: Any, where: str) -> None:
+    """Refuse, by counting, a sweep of more than MAX_TRIALS trials before any is enumerated:
+    random's trials when it samples, else the grid's product."""
+    if isinstance(spec, dict) and "trials" in spec:
+        count = spec["trials"]
+        if isinstance(count, int) and not isinstance(count, bool) and count > MAX_TRIALS:
+            raise CharRNNError(f"{where}: random trials {shown(count)} is more than a sweep's "
+                               f"{MAX_TRIALS}; lower it")
+        return  # _combinations checks what trials is
+    total = math.prod(lengths)
+    if total > MAX_TRIALS:
+        sizes = " x ".join(map(str, lengths[:8])) + (" x ..." if len(lengths) > 8 else "")
+        raise CharRNNError(f"{where}: the grid has {shown(total)} combinations ({sizes} "
+                           f"values), more than a sweep's {MAX_TRIALS} trials; shorten the "
+                           f"lists, or sample some of them with random: {{trials: N}}")
+
+
 def _valid_keys(config: Config) -> list[str]:
     """Every SECTION.KEY the config knows, read from the config itself (new keys included)."""
     return [f"{section}.{name}" for section, values in config.to_dict().items()
@@ -167,10 +192,10 @@ def _valid_keys(config: Config) -> list[str]:
 def _check_key(key: Any, valid: list[str], where: str) -> None:
     if not isinstance(key, str) or key not in valid:
         bare = [name.partition(".")[2] for name in valid]
-        hint = did_you_mean(str(key), valid)
+        hint = did_you_mean(str(key)[:100], valid)
         if not hint and str(key) in bare:  # 'hidden_size' without its section
             hint = f" (did you mean {valid[bare.index(str(key))]!r}?)"
-        raise CharRNNError(f"{where}: unknown key {key!r}{hint}; keys are SECTION.KEY as in "
+        raise CharRNNError(f"{where}: unknown key {shown(key)}{hint}; keys are SECTION.KEY as in "
                            f"--set, e.g. model.hidden_size")
     if key in RESERVED_KEYS:
         raise CharRNNError(f"{where}: {key} cannot be set in a sweep: {RESERVED_KEYS[key]}")
@@ -179,17 +204,17 @@ def _check_key(key: Any, valid: list[str], where: str) -> None:
 def _check_scalar(value: Any, where: str) -> None:
     if value is not None and not isinstance(value, (bool, int, float, str)):
         raise CharRNNError(f"{where}: expected a number, a string, true/false or null, got "
-                           f"{value!r}")
+                           f"{shown(value)}")
 
 
 def _mapping(value: Any, where: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise CharRNNError(f"{where}: expected a mapping of SECTION.KEY: value, got {value!r}")
+        raise CharRNNError(f"{where}: expected a mapping of SECTION.KEY: value, got {shown(value)}")
     for key, item in value.items():
         if isinstance(item, dict):
-            example = f"{key}.{next(iter(item), 'KEY')}"
+            example = shown(f"{key}.{next(iter(item), 'KEY')}", 60)
             raise CharRNNError(f"{where}: write keys as SECTION.KEY (e.g. {example}), not as "
                                f"nested mappings")
     return value
@@ -212,22 +237,22 @@ def _halving(value: Any, where: str) -> tuple[tuple[int, ...] | None, float]:
         return None, 1.0
     if not isinstance(value, dict):
         raise CharRNNError(f"{where}: halving: expected a mapping like {{rungs: [500, 1500], "
-                           f"keep: 0.5}}, got {value!r}")
+                           f"keep: 0.5}}, got {shown(value)}")
     refuse_unknown(f"{where}: halving", value, HALVING_KEYS)
     rungs = value.get("rungs")
     if not isinstance(rungs, list) or not rungs or not all(
             isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in rungs):
         raise CharRNNError(f"{where}: halving rungs: expected a list of step counts > 0, e.g. "
-                           f"[500, 1500, 3000], got {rungs!r}")
+                           f"[500, 1500, 3000], got {shown(rungs)}")
     if any(b <= a for a, b in zip(rungs, rungs[1:])):
-        raise CharRNNError(f"{where}: halving rungs {rungs} must increase strictly")
+        raise CharRNNError(f"{where}: halving rungs {shown(rungs)} must increase strictly")
     keep = value.get("keep", DEFAULT_KEEP)
     if isinstance(keep, str):  # YAML 1.1 reads 5e-1 as a string
         with contextlib.suppress(ValueError):
             keep = float(keep)
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
         raise CharRNNError(f"{where}: halving keep must be a fraction in (0, 1], e.g. 0.5, got "
-                           f"{keep!r}")
+                           f"{shown(keep)}")
     return tuple(rungs), float(keep)
 
 
@@ -236,14 +261,16 @@ def _combinations(lists: list[list], spec: Any, where: str) -> list[tuple]:
     if spec is None:
         return list(itertools.product(*lists))
     if not isinstance(spec, dict):
-        raise CharRNNError(f"{where}: random: expected {{trials: N, seed: S}}, got {spec!r}")
+        raise CharRNNError(f"{where}: random: expected {{trials: N, seed: S}}, got {shown(spec)}")
     refuse_unknown(f"{where}: random", spec, RANDOM_KEYS)
     count, seed = spec.get("trials"), spec.get("seed", 0)
     total = math.prod(len(values) for values in lists)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise CharRNNError(f"{where}: random trials must be a whole number >= 1, got {count!r}")
+        raise CharRNNError(f"{where}: random trials must be a whole number >= 1, got "
+                           f"{shown(count)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise CharRNNError(f"{where}: random seed must be a whole number >= 0, got {seed!r}")
+        raise CharRNNError(f"{where}: random seed must be a whole number >= 0, got "
+                           f"{shown(seed)}")
     if count > total:
         raise CharRNNError(f"{where}: random trials {count} is more than the grid's {total} "
                            f"combinations; lower it, or drop 'random' to run them all")
@@ -265,6 +292,11 @@ def _check_trial(config: Config, name: str, values: dict, rungs, where: str,
     if not os.path.isfile(config.data.corpus):
         raise CharRNNError(f"{what}: corpus {config.data.corpus} not found; set data.corpus in "
                            f"the sweep file (relative to it) or in the base config {base}")
+    try:
+        codecs.lookup(config.data.encoding)
+    except LookupError:
+        raise CharRNNError(f"{what}: data.encoding {shown(config.data.encoding)} is no text "
+                           f"encoding Python knows; use e.g. utf-8 or latin-1") from None
     if not config.data.val_fraction > 0:
         raise CharRNNError(f"{what}: data.val_fraction is 0, but trials are ranked by validation "
                            f"loss; set data.val_fraction above 0")
@@ -281,7 +313,7 @@ def _check_trial(config: Config, name: str, values: dict, rungs, where: str,
 
 
 def _describe(values: dict) -> str:
-    return ", ".join(f"{key}={value}" for key, value in values.items())
+    return ", ".join(f"{key}={shown(value, 40)}" for key, value in values.items())
 
 
 @dataclass

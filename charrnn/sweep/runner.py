@@ -74,7 +74,7 @@ class _Stop(Exception):
 
 def run_sweep(plan: SweepPlan, out: str | Path, make_executor: Callable[[], Executor], *,
               resume: bool = False, threads: int = 1, retries: int = DEFAULT_RETRIES,
-              progress: bool | None = None,
+              progress: bool | None = None, start: str | None = None,
               report: Callable[[str, str], None] | None = None) -> SweepOutcome:
     """Train the plan's trials through executors from make_executor(), writing `out`.
 
@@ -82,7 +82,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, make_executor: Callable[[], Exec
     whose pool broke) is resubmitted up to `retries` times; a trial whose training raises
     CharRNNError (e.g. it diverged) is recorded as failed and drops out. Raises SweepInterrupted
     on SIGINT/SIGTERM (after stopping the workers) and CharRNNError when a rung cannot be
-    completed.
+    completed. start: reported once every check has passed and `out` is the sweep's.
     """
     from tqdm import tqdm
 
@@ -101,6 +101,8 @@ def run_sweep(plan: SweepPlan, out: str | Path, make_executor: Callable[[], Exec
                     f"corpus {path} cannot be read ({error.strerror or error})")
                 raise CharRNNError(f"{reason} (trial {trial.name})") from None
     store = Store(out, plan, plan_fingerprint(plan, corpora), resume, report)
+    if start:
+        report("info", start)
     runner = Submitter(make_executor, retries)
     reused = store.done_count()
     bar = None

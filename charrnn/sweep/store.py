@@ -11,12 +11,14 @@ import hashlib
 import io
 import json
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from charrnn.errors import CharRNNError
-from charrnn.plumbing.paths import Output, check_outputs
+from charrnn.plumbing.paths import Output, check_outputs, file_kind, status
 from charrnn.plumbing.reading import read_bytes
+from charrnn.plumbing.terminal import shown
 from charrnn.plumbing.writing import atomic_write, output_lock, remove_stale_temporaries
 from charrnn.sweep.plan import RungView, SweepPlan, Trial, loss_key, rung_views
 from charrnn.sweep.table import RESULT_COLUMNS
@@ -74,6 +76,37 @@ def plan_fingerprint(plan: SweepPlan, corpora: dict[str, bytes]) -> str:
     return _sha256(json.dumps(document, sort_keys=True).encode())
 
 
+# what each field of a state.json record may hold
+_RECORD_FIELDS = {"rung": (int,), "steps": (int,), "val_loss": (int, float, type(None)),
+                  "train_loss": (int, float, type(None)), "seconds": (int, float, type(None)),
+                  "status": (str,), "sha256": (str, type(None))}
+
+
+def _check_records(path: Path, name, records) -> None:
+    """A damaged record in state.json is one line naming the file and the record, not a
+    TypeError later."""
+    def damaged(where: str, why: str) -> CharRNNError:
+        return CharRNNError(f"{path} is damaged: {where} {why}; delete {path.parent} to start "
+                            f"the sweep over, or pass another --out")
+
+    if not isinstance(records, list):
+        raise damaged(f"the records of trial {shown(name, 40)}", f"are {shown(records, 60)}, "
+                                                                 f"not a list")
+    for index, record in enumerate(records):
+        where = f"record {index} of trial {shown(name, 40)}"
+        if not isinstance(record, dict):
+            raise damaged(where, f"is {shown(record, 60)}, not a mapping")
+        for key, kinds in _RECORD_FIELDS.items():
+            value = record.get(key)
+            if key not in record or isinstance(value, bool) or not isinstance(value, kinds):
+                found = "is missing" if key not in record else f"is {shown(value, 60)}"
+                raise damaged(where, f"field {key!r} {found}")
+        if record["status"] not in ("ok", "failed") or record["rung"] != index or \
+                (record["status"] == "ok" and not isinstance(record["sha256"], str)):
+            raise damaged(where, f"does not follow from the one before it "
+                                 f"({shown(record, 100)})")
+
+
 class Store:
     """DIR: the state file, the trials' files, results and best.npz; one driver at a time."""
 
@@ -81,11 +114,7 @@ class Store:
                  report: Callable[[str, str], None]):
         self.out, self.plan, self.report = out, plan, report
         self.trials_dir = out / "trials"
-        try:
-            self.trials_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise CharRNNError(f"cannot create {self.trials_dir}: {error.strerror or error}; "
-                               f"choose another --out") from None
+        self._check_directory(fingerprint, resume)  # a refusal creates nothing
         self._best_written: tuple | None = None
         self._lock = contextlib.ExitStack()
         self._lock.enter_context(output_lock(
@@ -94,11 +123,54 @@ class Store:
         try:
             self.state = self._read_state(fingerprint, resume)
             self.records: dict[str, list[dict]] = self.state["records"]
+            if not (out / STATE_NAME).exists():
+                self._save_state()  # first, so that DIR is this sweep's before it holds more
+            try:
+                self.trials_dir.mkdir(exist_ok=True)
+            except OSError as error:
+                raise CharRNNError(f"cannot create {self.trials_dir}: "
+                                   f"{error.strerror or error}; choose another --out") from None
             self._remove_temporaries()
             self.recover()
         except BaseException:
             self.close()
             raise
+
+    def _check_directory(self, fingerprint: str, resume: bool) -> None:
+        """DIR is missing, empty, or holds this very sweep (its state.json, same fingerprint):
+        a sweep never writes among files that are not its own."""
+        found = status(self.out)
+        if found is not None and not stat.S_ISDIR(found.st_mode):
+            raise CharRNNError(f"--out {self.out} is a {file_kind(found.st_mode)}, not a "
+                               f"directory; {OUT_HINT}")
+        if found is not None and (self.out / STATE_NAME).exists():
+            self._read_state(fingerprint, resume)  # refuses another sweep's, or a damaged one
+            return
+        try:
+            entries = sorted(os.listdir(self.out)) if found is not None else []
+        except OSError as error:
+            raise CharRNNError(f"cannot read --out {self.out}: {error.strerror or error}; "
+                               f"{OUT_HINT}") from None
+        foreign = [name for name in entries if not self._leftover(name)]
+        if foreign:
+            raise CharRNNError(f"--out {self.out} holds files that are not a sweep's "
+                               f"({shown(', '.join(foreign[:4]), 80)}"
+                               f"{', ...' if len(foreign) > 4 else ''}); a sweep writes only "
+                               f"into an empty directory or one holding the same sweep: "
+                               f"{OUT_HINT}")
+        if resume:
+            raise CharRNNError(f"--resume: {self.out} holds no sweep to resume ({STATE_NAME} "
+                               f"is missing); run without --resume to start it")
+
+    def _leftover(self, name: str) -> bool:
+        """What a driver killed before its first state.json leaves: the lock, a temporary
+        state file, an empty trials/."""
+        if name == f".{STATE_NAME}.lock" or (name.startswith(f".{STATE_NAME}.")
+                                               and name.endswith(".tmp")):
+            return True
+        path = self.out / name
+        return name == "trials" and path.is_dir() and not path.is_symlink() and \
+            not any(path.iterdir())
 
     # locking and state
     def close(self) -> None:
@@ -128,6 +200,8 @@ class Store:
             raise CharRNNError(f"{self.out} holds the results of a different sweep (its trials, "
                                f"configs, corpora or rungs differ from {self.plan.path}); pass "
                                f"another --out, or delete {self.out} to start over")
+        for name, records in state["records"].items():
+            _check_records(path, name, records)
         state["records"] = {name: list(state["records"].get(name, [])) for name in names}
         return state
 
