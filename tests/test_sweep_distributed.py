@@ -324,10 +324,6 @@ def test_a_sigkilled_driver_resumes_to_the_same_table(killed_and_resumed, refere
         (directory / "out").rglob("*.tmp"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: the local pool's spawn workers (and multiprocessing's resource tracker) of a "
-    "SIGKILLed `charrnn sweep` driver never exit: each worker holds both ends of its call "
-    "queue's pipe, so it blocks reading it forever instead of seeing EOF"))
 def test_a_sigkilled_driver_leaves_no_pool_process_behind(killed_and_resumed):
     """By the time the resumed sweep has trained the rest, the killed driver's pool processes
     (which were idle or inside one trial-rung of a fraction of a second) have ended."""

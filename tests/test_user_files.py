@@ -7,9 +7,14 @@ compares its SHA-256 before and after.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +230,80 @@ def test_stored_strings_reach_the_terminal_escaped(tmp_path):
     assert "cannot be read" in sample.stderr
     assert_inert(sample.stderr)
     assert_inert(error_line(run_cli("eval", "--checkpoint", out, "--split", "val", ok=False)))
+
+
+# --- 4. nothing hangs: workers end with their driver; a bad address is one line -----------------
+def charrnn(*args) -> list[str]:
+    return [sys.executable, "-m", "charrnn", *(str(arg) for arg in args)]
+
+
+def children_of(pid: int) -> list[int]:
+    """Every process below pid, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition():
+        assert time.monotonic() < deadline, f"hang guard: {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_pool_workers_and_resource_tracker_end_when_the_driver_dies(tmp_path, kill):
+    path = write_sweep(tmp_path, "{training.lr: [0.01, 0.02]}")
+    base = (tmp_path / "base.yaml").read_text().replace("steps: 10,", "steps: 100000,")
+    (tmp_path / "base.yaml").write_text(base)
+    driver = subprocess.Popen(charrnn("sweep", path, "--out", tmp_path / "out", "--workers", 2,
+                                      "--no-progress"), cwd=tmp_path, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        wait_until(lambda: len(children_of(driver.pid)) >= 3,
+                   "two pool workers and the resource tracker")
+        pool = children_of(driver.pid)
+        os.kill(driver.pid, kill)
+        driver.wait(timeout=HANG_GUARD)
+        wait_until(lambda: not any(alive(pid) for pid in pool),
+                   f"the dead driver's processes {pool} are still running")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=HANG_GUARD)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("address", ["not a url", "tcp://host", "tcp://127.0.0.1:99999",
+                                     "foo://127.0.0.1:8786"])
+def test_a_bad_scheduler_address_is_one_line(tmp_path, address):
+    pytest.importorskip("distributed")
+    path = write_sweep(tmp_path)
+    done = subprocess.run(charrnn("sweep", path, "--out", tmp_path / "out", "--address", address),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD)
+    assert done.returncode == 1
+    assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("Error: --address") and "tcp://127.0.0.1:8786" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -8,13 +8,17 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from charrnn.errors import CharRNNError, install_command
+from charrnn.plumbing.terminal import shown
 from charrnn.sweep.plan import Trial
 from charrnn.sweep.worker import train_trial
 
@@ -29,14 +33,43 @@ BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 _ENVIRON_LOCK = threading.Lock()
 
 
-def _start_worker() -> None:
-    """A local pool worker leaves Ctrl-C to the driver, which ends it with SIGTERM. Its (never
-    shown) tqdm bars get a thread lock instead of a multiprocessing one, which a terminated
-    worker would leave behind as a 'leaked semaphore' warning."""
+PARENT_POLL_SECONDS = 1.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _start_worker(driver: int) -> None:
+    """A local pool worker leaves Ctrl-C to the driver, which ends it with SIGTERM, and ends
+    itself when the driver dies, however it dies (`_end_with_parent`). Its (never shown) tqdm
+    bars get a thread lock instead of a multiprocessing one, which a terminated worker would
+    leave behind as a 'leaked semaphore' warning."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent(driver)
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
+
+
+def _end_with_parent(parent: int) -> None:
+    """End this process when its parent (the sweep driver) dies, even by SIGKILL, which no
+    handler of the driver's sees: on Linux the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG);
+    everywhere a daemon thread checks every PARENT_POLL_SECONDS whether the parent changed.
+    Without it, a killed driver's workers waited for ever on their task pipe, and kept the
+    resource tracker alive with them. parent: the driver's pid, as the driver saw it."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the driver died before the kernel was asked to watch it
+        os._exit(1)
+    threading.Thread(target=watch, name="charrnn-parent-watch", daemon=True).start()
 
 
 class _LocalPool(ProcessPoolExecutor):
@@ -44,7 +77,7 @@ class _LocalPool(ProcessPoolExecutor):
 
     def __init__(self, workers: int, threads: int):
         super().__init__(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                         initializer=_start_worker)
+                         initializer=_start_worker, initargs=(os.getpid(),))
         self._blas = {name: str(threads) for name in BLAS_ENV}
 
     def submit(self, fn, /, *args, **kwargs):
@@ -91,10 +124,27 @@ class LocalExecutors:
         pass
 
 
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+_ADDRESS = re.compile(r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?"
+                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(?P<port>[0-9]{1,5})/?")
+
+
+def check_address(address: str) -> None:
+    """A scheduler address is [SCHEME://]HOST:PORT, SCHEME one Dask speaks, PORT 1 to 65535."""
+    match = _ADDRESS.fullmatch(address)
+    scheme = match and (match["scheme"] or "tcp").lower()
+    if match is None or scheme not in SCHEMES or not 0 < int(match["port"]) < 65536:
+        why = (f"Dask does not speak {scheme}://" if match and scheme not in SCHEMES
+               else "it is not [SCHEME://]HOST:PORT with a port from 1 to 65535")
+        raise CharRNNError(f"--address {shown(address)} is not a scheduler address: {why}; "
+                           f"give the one `dask scheduler` prints, e.g. tcp://127.0.0.1:8786")
+
+
 class DaskExecutors:
     """Executors on a Dask cluster: `Client(address).get_executor()`, connected on first use."""
 
     def __init__(self, address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT):
+        check_address(address)  # at once: a malformed one made Client retry for seconds
         try:
             import distributed  # noqa: F401
         except ImportError:
