@@ -1,18 +1,17 @@
 """The training loop: batches, truncated BPTT, clipping, the update, evaluation and checkpoints.
 
-`train(config)` reads top to bottom like nanoGPT's train.py. Everything a resumed run needs to
-continue bit for bit (weights, optimizer state, step, RNG state, stream position, carried hidden
-state, best validation loss) goes into the checkpoint.
+`train(config)` reads top to bottom like nanoGPT's train.py, and `Run.train_step` is one step:
+forward, backward, clip, update. Everything a resumed run needs to continue bit for bit
+(weights, optimizer state, step, RNG state, stream position, carried hidden state, best
+validation loss) goes into the checkpoint. The checks made before any work are in
+charrnn.runfiles, the learning-rate schedule in charrnn.schedule, the log records in
+charrnn.plumbing.metrics_log and signal handling in charrnn.plumbing.signals.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import resource
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,38 +19,49 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.cells import CELLS
 from charrnn.checkpoint import (
     Checkpoint,
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
 )
-from charrnn.config import Config, TrainingConfig
+from charrnn.config import Config
 from charrnn.corpus import Corpus, LineBatches, StreamBatches, fingerprint_difference, load_corpus
-from charrnn.errors import CharRNNError, Interrupted
-from charrnn.evaluate import LN2, evaluate_split
+from charrnn.errors import CharRNNError
+from charrnn.evaluate import evaluate_split
 from charrnn.model import Model, ModelSpec, param_shapes
 from charrnn.optim import Layout, clip_gradients, grad_norm, make_optimizer
-from charrnn.plumbing.metrics_log import append_record, log_output, read_log, trim_log
-from charrnn.plumbing.paths import Output, check_outputs, check_writable, same_file
+from charrnn.plumbing.metrics_log import (  # noqa: F401 - sigma_max_W_hh, largest_singular_value: re-exported
+    add_step,
+    append_record,
+    largest_singular_value,
+    metrics_record,
+    new_window,
+    progress_line,
+    sigma_max_W_hh,
+    trim_log,
+)
+from charrnn.plumbing.paths import check_writable, same_file
+from charrnn.plumbing.signals import EXIT_CODES, SignalCatcher, TrainingInterrupted  # noqa: F401
 from charrnn.plumbing.threads import blas_threads, choose_threads
 from charrnn.plumbing.workspace import Workspace
-from charrnn.plumbing.writing import output_lock
+from charrnn.runfiles import (  # noqa: F401 - best_path, log_path, run_outputs: re-exported
+    best_path,
+    check_memory,
+    check_run_files,
+    checkpoint_bytes,
+    log_path,
+    mode_warnings,
+    output_lock,
+    run_outputs,
+    stability_warnings,
+)
 from charrnn.sample import sample_names, sample_text
+from charrnn.schedule import lr_scale, schedule_jump
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 INIT_FROM_MAY_CHANGE = ("dropout", "dtype")  # model keys a run started --init-from may set
 DROPOUT_STREAM = 0xD50  # dropout masks come from default_rng([seed, step, DROPOUT_STREAM])
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; the checkpoint at the current step was saved first."""
-
-    def __init__(self, signum: int, path: Path, step: int):
-        self.signum, self.path, self.step = signum, path, step
-        self.exit_code = EXIT_CODES.get(signum, 1)
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
+_output_lock = output_lock  # the name tests knew
 
 
 @dataclass
@@ -67,159 +77,51 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def best_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.stem + ".best" + out.suffix)
+def train(config: Config, *, resume: str | Path | None = None,
+          init_from: str | Path | None = None, progress: bool | None = None,
+          report: Callable[[str, str], None] | None = None) -> TrainResult:
+    """Train as the config says; report(kind, text) receives 'warning', 'info', 'progress' and
+    'sample' lines (by default they go to stderr).
 
-
-def log_path(out: str | Path, log_format: str = "jsonl") -> Path:
-    out = Path(out)
-    return out.with_name(out.stem + "." + log_format)
-
-
-def lr_scale(training: TrainingConfig, step: int) -> float:
-    """The schedule's factor on lr for the update after `step` steps. step: lr_decay once every
-    lr_decay_every steps (eval_every when unset). cosine: (1 + cos(pi * step / steps)) / 2, from
-    1 for the first update to 0 at step `steps`, after the last one (PyTorch's
-    CosineAnnealingLR with T_max = steps, eta_min = 0, stepped after each update), so a run with
-    a known budget anneals all the way. A function of the step alone, so resume is exact."""
-    if training.lr_schedule == "cosine":
-        done = min(step, training.steps) / max(training.steps, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * done))
-    every = training.lr_decay_every or training.eval_every
-    return training.lr_decay ** (step // every)
-
-
-SCHEDULE_KEYS = ("lr", "lr_schedule", "steps", "lr_decay", "lr_decay_every", "eval_every")
-
-
-def schedule_jump(before: TrainingConfig, now: TrainingConfig, step: int) -> str | None:
-    """What a resumed run's changed schedule does to lr at the step it resumes from, if
-    anything (a cosine schedule moves with `steps`; any schedule with lr and its own keys)."""
-    was, will = lr_scale(before, step) * before.lr, lr_scale(now, step) * now.lr
-    if step >= now.steps or math.isclose(was, will, rel_tol=1e-9, abs_tol=1e-15):
-        return None
-    changed = ", ".join(f"{key} {getattr(before, key)} -> {getattr(now, key)}"
-                        for key in SCHEDULE_KEYS if getattr(before, key) != getattr(now, key))
-    return (f"the learning-rate schedule differs from the checkpoint's ({changed}): lr jumps "
-            f"from {was:.3g} to {will:.3g} at step {step}")
-
-
-def stability_warnings(config: Config) -> list[str]:
-    """Settings measured to diverge (see README, 'Choosing a learning rate'), and settings that
-    do nothing."""
-    warnings = []
-    model, training = config.model, config.training
-    if training.optimizer == "adagrad" and training.lr >= 0.02 and model.hidden_size >= 256:
-        warnings.append(
-            f"adagrad with lr {training.lr} at hidden_size {model.hidden_size} is known to "
-            f"diverge (its first step moves every weight by about lr); try training.lr=0.01 or "
-            f"training.optimizer=adam with lr 0.002")
-    if training.clip_mode == "none" or training.clip == 0:
-        warnings.append("gradient clipping is off; exploding gradients can turn the loss into NaN")
-    if training.lr_schedule == "cosine" and (training.lr_decay != 1.0
-                                             or training.lr_decay_every is not None):
-        warnings.append("training.lr_decay and lr_decay_every do nothing with lr_schedule: "
-                        "cosine (it decays lr to 0 at training.steps); drop them or use "
-                        "lr_schedule: step")
-    return warnings
-
-
-LONG_LINE, LONG_MEDIAN_LINE = 1000, 200  # characters: past these, lines are not examples
-
-
-def mode_warnings(corpus: Corpus, config: Config) -> list[str]:
-    """Lines mode on a text that does not look like one example a line (the rule in README)."""
-    if corpus.mode != "lines" or len(corpus.train.lengths) == 0:
-        return []
-    longest, median = int(corpus.train.lengths.max()), float(np.median(corpus.train.lengths))
-    if longest <= LONG_LINE and median <= LONG_MEDIAN_LINE:
-        return []
-    return [f"warning: {config.data.corpus} does not look like one example a line (longest "
-            f"line {longest:,} characters, median {median:,.0f}), yet lines mode trains on "
-            f"each line from a fresh state; for running text pass --mode stream"]
-
-
-class _SignalCatcher:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (main thread only).
-
-    While the run is being set up (the corpus read, decoded and cached, a checkpoint loaded),
-    nothing is saved yet, so a signal stops it at once: Interrupted, even out of a blocking read
-    of a pipe that no one writes to. `training()` switches to the flag for the loop.
+    progress: show a tqdm bar (None: only when stderr is a terminal; without the bar, one
+    plain 'progress' line is reported per evaluation instead).
+    Raises CharRNNError for bad input and TrainingInterrupted after saving on SIGINT/SIGTERM.
     """
-
-    def __init__(self):
-        self.signum: int | None = None
-        self.setting_up = True
-        self._previous = {}
-
-    def training(self) -> None:
-        self.setting_up = False
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in EXIT_CODES:
-                self._previous[signum] = signal.signal(signum, self._catch)
-        return self
-
-    def _catch(self, signum, frame):
-        if self.setting_up:
-            raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} before "
-                                      f"training started; nothing was trained or saved")
-        self.signum = self.signum or signum  # a second Ctrl-C during the save changes nothing
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-def _output_lock(out: Path):
-    """An exclusive lock beside the checkpoint, so two runs never write the same file."""
-    return output_lock(out, f"another charrnn train is writing {out}; wait for it, or pass "
-                            f"another --out")
-
-
-def run_outputs(config: Config) -> list[Output]:
-    """The files a run writes: the checkpoint, its best, and the metrics log."""
-    out = Path(config.training.out)
-    hint = "choose another --out or free the path"
-    return [Output(out, "checkpoint", hint, instead="pass another --out"),
-            Output(best_path(out), "the best checkpoint", "choose another --out", derived=True),
-            log_output(log_path(out, config.training.log_format))]
-
-
-def check_run_files(config: Config, resume: str | Path | None = None,
-                    init_from: str | Path | None = None) -> None:
-    """Before any work: no output is an input (the corpus, --init-from, a --resume written
-    elsewhere), every output is a regular file charrnn may replace, and each can be written."""
-    out = Path(config.training.out)
-    inputs = {"the corpus": config.data.corpus, "--init-from": init_from,
-              "--resume": None if resume is None or same_file(resume, out) else resume}
-    outputs = run_outputs(config)
-    check_outputs(inputs, outputs)
-    for item in outputs:
-        check_writable(item)
-    for item in outputs[:2]:  # an existing file there is replaced: it must be a checkpoint
-        if item.path.exists() and item.path.stat().st_size and not same_file(item.path, resume):
-            from charrnn.checkpoint import is_checkpoint
-            if not is_checkpoint(item.path):
-                raise CharRNNError(f"{item.what} {item.path} exists and is not a charrnn "
-                                   f"checkpoint; charrnn will not replace it: {item.hint}")
-    read_log(outputs[2].path, config.training.log_format)  # refuses a file that is not ours
-
-
-class ParamViews(dict):
-    """Parameters that are views of the trainer's flat vector. Assigning an entry copies into
-    its view, so the optimizer goes on training what the forward reads."""
-
-    def __setitem__(self, name: str, value) -> None:
-        if name not in self:
-            raise CharRNNError(f"no parameter {name!r}; this model has {', '.join(self)}")
-        target = dict.__getitem__(self, name)
-        value = np.asarray(value)
-        if value.shape != target.shape:
-            raise CharRNNError(f"parameter {name} has shape {target.shape}, got {value.shape}")
-        target[...] = value
+    report = report or _to_stderr
+    training, out = config.training, Path(config.training.out)
+    for warning in stability_warnings(config):
+        report("warning", f"warning: {warning}")
+    check_run_files(config, resume, init_from)  # before any work, not after it
+    with output_lock(out), SignalCatcher() as signals:
+        run, threads = _set_up(config, resume, init_from, out, report)
+        log = _Log(run, out, progress, report,
+                   fresh=resume is None or not same_file(resume, out))
+        signals.training()  # from here a signal is a flag: the loop saves, then stops
+        if run.step >= training.steps:
+            log.close()
+            report("info", f"{resume or 'the run'} is already at step {run.step}, at or past "
+                           f"--steps {training.steps}; nothing to do")
+            return TrainResult(out, run.step, run.best_val_loss, None, None, 0.0, 0.0)
+        stop = None
+        try:
+            with blas_threads(threads.threads):
+                while run.step < training.steps and stop is None:
+                    nll_sum, count, norm, clip_fraction = run.train_step()
+                    log.step(nll_sum, count, norm, clip_fraction)
+                    last = run.step >= training.steps
+                    out_of_time = 0 < training.time_limit <= log.elapsed()
+                    if run.step % training.eval_every == 0 or last or out_of_time:
+                        stop = log.evaluate() or ("time" if out_of_time else None)
+                    if training.sample_every and run.step % training.sample_every == 0:
+                        log.sample()
+                    if (training.checkpoint_every and run.step % training.checkpoint_every == 0
+                            or last or stop or signals.signum is not None):
+                        save_checkpoint(out, run.checkpoint())
+                    if signals.signum is not None:
+                        raise TrainingInterrupted(signals.signum, out, run.step)
+        finally:
+            log.close()
+        return log.result(stop)
 
 
 class Run:
@@ -270,33 +172,6 @@ class Run:
             self.batches = LineBatches(corpus.train, training.batch_size, self.rng)
             self.state = None
 
-    @property
-    def params(self) -> ParamViews:
-        """The weights the forward reads and the optimizer updates (views of one flat vector)."""
-        return self._params
-
-    @params.setter
-    def params(self, values: dict) -> None:
-        for name, value in values.items():
-            self._params[name] = value
-
-    def meta(self) -> dict:
-        meta = {"step": self.step, "rng_state": self.rng.bit_generator.state,
-                "best_val_loss": self.best_val_loss, "best_file_loss": self.best_file_loss,
-                "evals_since_best": self.evals_since_best,
-                "chars_seen": self.chars_seen, "optimizer_t": self.optimizer.t}
-        if isinstance(self.batches, StreamBatches):
-            meta["stream_position"] = self.batches.position
-            meta["stream_started"] = self.batches.started
-        if self.corpus.fingerprint is not None:
-            meta["corpus"] = self.corpus.fingerprint  # --resume refuses another text
-        return meta
-
-    def checkpoint(self) -> Checkpoint:
-        state = None if self.state is None else self.model.state_to_arrays(self.state)
-        return Checkpoint(self.config, self.corpus.vocab, self.params,
-                          self.optimizer.state_arrays(), state, self.meta())
-
     def train_step(self) -> tuple[float, int, float, float]:
         """One step of truncated BPTT; returns (nll sum, characters, grad norm, clip fraction)."""
         training = self.config.training
@@ -332,6 +207,33 @@ class Run:
         self.chars_seen += count
         return nll_sum, count, norm, clip_fraction
 
+    @property
+    def params(self) -> ParamViews:
+        """The weights the forward reads and the optimizer updates (views of one flat vector)."""
+        return self._params
+
+    @params.setter
+    def params(self, values: dict) -> None:
+        for name, value in values.items():
+            self._params[name] = value
+
+    def meta(self) -> dict:
+        meta = {"step": self.step, "rng_state": self.rng.bit_generator.state,
+                "best_val_loss": self.best_val_loss, "best_file_loss": self.best_file_loss,
+                "evals_since_best": self.evals_since_best,
+                "chars_seen": self.chars_seen, "optimizer_t": self.optimizer.t}
+        if isinstance(self.batches, StreamBatches):
+            meta["stream_position"] = self.batches.position
+            meta["stream_started"] = self.batches.started
+        if self.corpus.fingerprint is not None:
+            meta["corpus"] = self.corpus.fingerprint  # --resume refuses another text
+        return meta
+
+    def checkpoint(self) -> Checkpoint:
+        state = None if self.state is None else self.model.state_to_arrays(self.state)
+        return Checkpoint(self.config, self.corpus.vocab, self.params,
+                          self.optimizer.state_arrays(), state, self.meta())
+
     def evaluate(self, max_chars: int | None) -> float | None:
         if self.corpus.val is None:
             return None
@@ -348,40 +250,158 @@ class Run:
                            rng, state0=state0)
 
 
+def _set_up(config: Config, resume, init_from, out: Path, report):
+    """The run (fresh, resumed or from weights) and its BLAS threads; the start line said."""
+    for path in (out, best_path(out), log_path(out, config.training.log_format)):
+        remove_stale_temporaries(path)
+    run = start_run(config, resume, init_from)
+    check_writable(run_outputs(config)[0], need_bytes=checkpoint_bytes(run))
+    for note in [*run.notes, *mode_warnings(run.corpus, config)]:
+        report("warning", note)
+    spec = run.model.spec
+    threads = choose_threads(config.training.threads, config.training.batch_size,
+                             spec.hidden_size, run.model.cell.gates)
+    report("info", start_line(run, threads, out))
+    return run, threads
+
+
+class _Log:
+    """The loop's bookkeeping: the progress bar, the sums between evaluations, the metrics log,
+    the best checkpoint, patience, samples, and the result."""
+
+    def __init__(self, run: Run, out: Path, progress: bool | None, report, fresh: bool):
+        from tqdm import tqdm
+
+        self.run, self.out, self.report = run, out, report
+        training = run.config.training
+        self.logfile = log_path(out, training.log_format)
+        self.fresh = fresh  # a resumed run continues its own log; another --out starts one
+        if not fresh:
+            trim_log(self.logfile, run.step, training.log_format)
+        self.show_bar = progress is True or (progress is None and sys.stderr.isatty())
+        self.bar = tqdm(total=training.steps, initial=run.step, disable=not self.show_bar,
+                        unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.started = time.perf_counter()
+        self.first_step, self.chars = run.step, 0
+        self.window = new_window()
+        self.history: list[dict] = []
+        self.val_loss = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def step(self, nll_sum: float, count: int, norm: float, clip_fraction: float) -> None:
+        self.chars += count
+        add_step(self.window, nll_sum, count, norm, clip_fraction)
+        self.bar.update(1)
+
+    def evaluate(self) -> str | None:
+        """Evaluate, log, keep the best; "patience" when the run should stop early."""
+        run, training = self.run, self.run.config.training
+        elapsed = self.elapsed()
+        self.val_loss = run.evaluate(training.eval_max_chars)
+        record = metrics_record(run, self.window, self.val_loss, self.elapsed())
+        self.history.append(record)
+        try:
+            append_record(self.logfile, record, training.log_format, self.fresh)
+        except CharRNNError:
+            save_checkpoint(self.out, run.checkpoint())  # keep the steps so far
+            raise
+        self.fresh = False
+        val = "-" if self.val_loss is None else f"{self.val_loss:.3f}"
+        self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=val,
+                             cps=f"{record['chars_per_sec']:.0f}")
+        if not self.show_bar:
+            self.report("progress", progress_line(record, training, elapsed,
+                                                  run.step - self.first_step))
+        self.window = new_window()
+        return "patience" if _judge(run, self.val_loss, self.out) else None
+
+    def sample(self) -> None:
+        run = self.run
+        text = run.sample(np.random.default_rng([run.config.training.seed, run.step]))
+        self.bar.clear()
+        self.report("sample", f"----- sample at step {run.step} -----\n{text}\n-----")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def result(self, stop: str | None) -> TrainResult:
+        run, training = self.run, self.run.config.training
+        if stop == "patience":
+            self.report("info", f"stopped early at step {run.step} of {training.steps}: no "
+                                f"better validation loss in {training.patience} evaluations")
+        elif stop == "time":
+            self.report("info", f"stopped at the {training.time_limit:g} s time limit at step "
+                                f"{run.step} of {training.steps}")
+        seconds = self.elapsed()
+        final_train = self.history[-1]["train_loss"] if self.history else None
+        return TrainResult(self.out, run.step, run.best_file_loss, self.val_loss, final_train,
+                           seconds, self.chars / max(seconds, 1e-9), stop == "patience",
+                           self.history)
+
+
+def _to_stderr(kind: str, text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _judge(run: Run, val_loss: float | None, out: Path) -> bool:
+    """Keep the best checkpoint and count evaluations for patience; True: stop early.
+
+    The best checkpoint (OUT.best.npz) is the best of every evaluation, so it is never worse
+    than the last one reported. Patience counts only evaluations on the eval_every grid: a
+    run's last step or time limit may fall off the grid, and a resumed run must decide as the
+    uninterrupted one would.
+    """
+    training = run.config.training
+    if val_loss is None:
+        return False
+    if run.step % training.eval_every == 0:
+        if run.best_val_loss is None or val_loss < run.best_val_loss:
+            run.best_val_loss = val_loss
+            run.evals_since_best = 0
+        else:
+            run.evals_since_best += 1
+    if run.best_file_loss is None or val_loss < run.best_file_loss:
+        run.best_file_loss = val_loss
+        save_checkpoint(best_path(out), run.checkpoint())  # its meta is this moment's
+    return bool(training.patience) and run.evals_since_best >= training.patience
+
+
+def start_line(run: Run, threads, out: Path) -> str:
+    """What the run is: corpus, mode, size, model, parameters, threads, output."""
+    corpus, spec = run.corpus, run.model.spec
+    characters = corpus.characters
+    parameters = sum(value.size for value in run.params.values())
+    begun = f"resuming at step {run.step}; " if run.step else ""
+    return (f"{begun}corpus {run.config.data.corpus} ({corpus.mode} mode, {characters:,} "
+            f"characters, vocabulary {len(corpus.vocab)}); model {spec.describe()}, "
+            f"{parameters:,} parameters, {spec.dtype}; {threads.describe()}; writing {out}")
+
+
+class ParamViews(dict):
+    """Parameters that are views of the trainer's flat vector. Assigning an entry copies into
+    its view, so the optimizer goes on training what the forward reads."""
+
+    def __setitem__(self, name: str, value) -> None:
+        if name not in self:
+            raise CharRNNError(f"no parameter {name!r}; this model has {', '.join(self)}")
+        target = dict.__getitem__(self, name)
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise CharRNNError(f"parameter {name} has shape {target.shape}, got {value.shape}")
+        target[...] = value
+
+
 def _load_for(config: Config, vocab=None) -> Corpus:
     data = config.data
     corpus = load_corpus(data.corpus, data.mode, data.val_fraction, config.training.seed,
                          vocab=vocab, encoding=data.encoding, errors=data.errors,
                          use_cache=data.cache)
-    _check_memory(config, corpus)
+    check_memory(config, corpus)
     return corpus
 
-
-def _check_memory(config: Config, corpus: Corpus) -> None:
-    """Refuse, before allocating, a run whose arrays cannot fit in this machine's memory."""
-    model, training = config.model, config.training
-    H, V, B = model.hidden_size, len(corpus.vocab), training.batch_size
-    T = (training.seq_length if corpus.mode == "stream"
-         else int(corpus.train.lengths.max()) + 1)  # lines: the longest line and its boundary
-    spec = ModelSpec.from_config(model, V)
-    weights = sum(math.prod(shape) for shape in param_shapes(spec).values())
-    gates = CELLS[model.cell].gates
-    # weights, flat copy, gradient, flat gradient, two optimizer slots; per step and layer the
-    # (T, B, G*H) gate pre-activations and their gradient, a few (T, B, H) states, gradients
-    # and dropout masks, and the (T * B, V) softmax
-    per_layer = T * B * H * (2 * gates + 5)
-    need = np.dtype(model.dtype).itemsize * (6 * weights + model.num_layers * per_layer
-                                             + T * B * V)
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        available = min(available, soft)
-    if need > available:
-        raise CharRNNError(
-            f"this run needs about {need / 2**30:.1f} GiB of memory (hidden_size {H}, "
-            f"vocabulary {V}, batch_size {B} x {T} steps), more than the "
-            f"{available / 2**30:.1f} GiB available; lower model.hidden_size or "
-            f"training.batch_size")
 
 
 def start_run(config: Config, resume: str | Path | None = None,
@@ -456,248 +476,3 @@ class Trainer:
     def save(self, path: str | Path) -> Path:
         save_checkpoint(path, self.run.checkpoint())
         return Path(path)
-
-
-def train(config: Config, *, resume: str | Path | None = None,
-          init_from: str | Path | None = None, progress: bool | None = None,
-          report: Callable[[str, str], None] | None = None) -> TrainResult:
-    """Train as the config says; report(kind, text) receives 'warning', 'info', 'progress' and
-    'sample' lines (by default they go to stderr).
-
-    progress: show a tqdm bar (None: only when stderr is a terminal; without the bar, one
-    plain 'progress' line is reported per evaluation instead).
-    Raises CharRNNError for bad input and TrainingInterrupted after saving on SIGINT/SIGTERM.
-    """
-    from tqdm import tqdm
-
-    report = report or _to_stderr
-    training = config.training
-    out = Path(training.out)
-    for warning in stability_warnings(config):
-        report("warning", f"warning: {warning}")
-    check_run_files(config, resume, init_from)  # before any work, not after it
-    logfile = log_path(out, training.log_format)
-    with _output_lock(out), _SignalCatcher() as signals:
-        for path in (out, best_path(out), logfile):
-            remove_stale_temporaries(path)
-        run = start_run(config, resume, init_from)
-        check_writable(run_outputs(config)[0], need_bytes=_checkpoint_bytes(run))
-        for note in [*run.notes, *mode_warnings(run.corpus, config)]:
-            report("warning", note)
-        spec = run.model.spec
-        threads = choose_threads(training.threads, training.batch_size, spec.hidden_size,
-                                 run.model.cell.gates)
-        report("info", start_line(run, threads, out))
-        # a resumed run continues its own log; written to another --out, it starts one
-        fresh_log = resume is None or not same_file(resume, out)
-        if not fresh_log:
-            trim_log(logfile, run.step, training.log_format)
-        signals.training()  # from here a signal is a flag: the loop saves, then stops
-        if run.step >= training.steps:
-            report("info", f"{resume or 'the run'} is already at step {run.step}, at or past "
-                           f"--steps {training.steps}; nothing to do")
-            return TrainResult(out, run.step, run.best_val_loss, None, None, 0.0, 0.0)
-        show_bar = progress is True or (progress is None and sys.stderr.isatty())
-        bar = tqdm(total=training.steps, initial=run.step, disable=not show_bar, unit="step",
-                   dynamic_ncols=True, file=sys.stderr)
-        started = time.perf_counter()
-        first_step, run_chars = run.step, 0
-        window = _new_window()
-        history: list[dict] = []
-        val_loss = None
-        stopped_early = out_of_time = False
-        try:
-            with blas_threads(threads.threads):
-                while run.step < training.steps:
-                    nll_sum, count, norm, clip_fraction = run.train_step()
-                    run_chars += count
-                    for key, value in (("nll", nll_sum), ("chars", count), ("norm", norm),
-                                       ("clip", clip_fraction), ("steps", 1)):
-                        window[key] += value
-                    bar.update(1)
-                    last = run.step >= training.steps
-                    elapsed = time.perf_counter() - started
-                    out_of_time = training.time_limit > 0 and elapsed >= training.time_limit
-                    if run.step % training.eval_every == 0 or last or out_of_time:
-                        val_loss = run.evaluate(training.eval_max_chars)
-                        record = _metrics(run, window, val_loss, time.perf_counter() - started)
-                        history.append(record)
-                        try:
-                            append_record(logfile, record, training.log_format, fresh_log)
-                        except CharRNNError:
-                            save_checkpoint(out, run.checkpoint())  # keep the steps so far
-                            raise
-                        fresh_log = False
-                        bar.set_postfix(loss=f"{record['train_loss']:.3f}",
-                                        val=("-" if val_loss is None else f"{val_loss:.3f}"),
-                                        cps=f"{record['chars_per_sec']:.0f}")
-                        if not show_bar:
-                            report("progress", progress_line(record, training, elapsed,
-                                                             run.step - first_step))
-                        window = _new_window()
-                        stopped_early = _judge(run, val_loss, out)
-                    if training.sample_every and run.step % training.sample_every == 0:
-                        sample = run.sample(np.random.default_rng([training.seed, run.step]))
-                        bar.clear()
-                        report("sample",
-                               f"----- sample at step {run.step} -----\n{sample}\n-----")
-                        bar.refresh()
-                    if (training.checkpoint_every and run.step % training.checkpoint_every == 0
-                            or last or stopped_early or out_of_time
-                            or signals.signum is not None):
-                        save_checkpoint(out, run.checkpoint())
-                    if signals.signum is not None:
-                        raise TrainingInterrupted(signals.signum, out, run.step)
-                    if stopped_early or out_of_time:
-                        break
-        finally:
-            bar.close()
-        if stopped_early:
-            report("info", f"stopped early at step {run.step} of {training.steps}: no better "
-                           f"validation loss in {training.patience} evaluations")
-        elif out_of_time:
-            report("info", f"stopped at the {training.time_limit:g} s time limit at step "
-                           f"{run.step} of {training.steps}")
-        seconds = time.perf_counter() - started
-        final_train = history[-1]["train_loss"] if history else None
-        return TrainResult(out, run.step, run.best_file_loss, val_loss, final_train, seconds,
-                           run_chars / max(seconds, 1e-9), stopped_early, history)
-
-
-def _to_stderr(kind: str, text: str) -> None:
-    print(text, file=sys.stderr)
-
-
-def _judge(run: Run, val_loss: float | None, out: Path) -> bool:
-    """Keep the best checkpoint and count evaluations for patience; True: stop early.
-
-    The best checkpoint (OUT.best.npz) is the best of every evaluation, so it is never worse
-    than the last one reported. Patience counts only evaluations on the eval_every grid: a
-    run's last step or time limit may fall off the grid, and a resumed run must decide as the
-    uninterrupted one would.
-    """
-    training = run.config.training
-    if val_loss is None:
-        return False
-    if run.step % training.eval_every == 0:
-        if run.best_val_loss is None or val_loss < run.best_val_loss:
-            run.best_val_loss = val_loss
-            run.evals_since_best = 0
-        else:
-            run.evals_since_best += 1
-    if run.best_file_loss is None or val_loss < run.best_file_loss:
-        run.best_file_loss = val_loss
-        save_checkpoint(best_path(out), run.checkpoint())  # its meta is this moment's
-    return bool(training.patience) and run.evals_since_best >= training.patience
-
-
-def start_line(run: Run, threads, out: Path) -> str:
-    """What the run is: corpus, mode, size, model, parameters, threads, output."""
-    corpus, spec = run.corpus, run.model.spec
-    characters = len(corpus.train.tokens) + (0 if corpus.val is None
-                                             else len(corpus.val.tokens))
-    parameters = sum(value.size for value in run.params.values())
-    begun = f"resuming at step {run.step}; " if run.step else ""
-    return (f"{begun}corpus {run.config.data.corpus} ({corpus.mode} mode, {characters:,} "
-            f"characters, vocabulary {len(corpus.vocab)}); model {spec.describe()}, "
-            f"{parameters:,} parameters, {spec.dtype}; {threads.describe()}; writing {out}")
-
-
-def progress_line(record: dict, training, elapsed: float, steps_done: int) -> str:
-    """One plain line per evaluation, for logs and pipes where a bar cannot redraw."""
-    val = "-" if record["val_loss"] is None else f"{record['val_loss']:.4f}"
-    left = elapsed / max(steps_done, 1) * (training.steps - record["step"])
-    if training.time_limit > 0:
-        left = min(left, max(training.time_limit - elapsed, 0.0))
-    return (f"step {record['step']}/{training.steps}: train {record['train_loss']:.4f}, "
-            f"val {val} nats/char; {record['chars_per_sec']:,.0f} chars/s; "
-            f"{_duration(left)} left")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def _checkpoint_bytes(run: Run) -> int:
-    """About what the first checkpoint takes on disk: its arrays and a little for the rest."""
-    arrays = [*run.params.values(), *run.optimizer.state_arrays().values()]
-    if run.state is not None:
-        arrays += list(run.model.state_to_arrays(run.state).values())
-    return sum(array.nbytes for array in arrays) + 64 * 1024
-
-
-def _new_window() -> dict:
-    """Sums over the steps since the last evaluation, for its log record."""
-    return {"nll": 0.0, "chars": 0, "norm": 0.0, "clip": 0.0, "steps": 0,
-            "t0": time.perf_counter()}
-
-
-def _metrics(run: Run, window: dict, val_loss: float | None, elapsed: float) -> dict:
-    """One log record; `seconds` is wall time since this invocation's first step (training,
-    evaluations and saves): the x axis of a loss-against-time curve."""
-    seconds = max(time.perf_counter() - window["t0"], 1e-9)
-    train_loss = window["nll"] / max(window["chars"], 1)
-    return {
-        "step": run.step,
-        "chars_seen": run.chars_seen,
-        "train_loss": train_loss,
-        "train_bpc": train_loss / LN2,
-        "val_loss": val_loss,
-        "val_bpc": None if val_loss is None else val_loss / LN2,
-        "lr": run.optimizer.rate,
-        "grad_norm": window["norm"] / max(window["steps"], 1),
-        "clip_fraction": window["clip"] / max(window["steps"], 1),
-        **sigma_max_W_hh(run.model, run.sigma_vectors),
-        "chars_per_sec": window["chars"] / seconds,
-        "seconds": round(elapsed, 3),
-    }
-
-
-EXACT_SVD_ENTRIES = 1 << 18  # up to a 512 x 512 W_hh the full SVD is cheap (a few ms)
-
-
-def sigma_max_W_hh(model: Model, vectors: dict | None = None) -> dict[str, float]:
-    """Largest singular value of each layer's W_hh: sigma_max_W_hh (layer 0), _l1, _l2, ...
-
-    vectors: the power iterations' last right singular vectors, kept between evaluations so a
-    large W_hh (an LSTM's (2048, 512)) costs a few matrix-vector products instead of a full SVD
-    (180 ms an evaluation)."""
-    vectors = {} if vectors is None else vectors
-    values = {}
-    for layer in range(model.spec.num_layers):
-        key = "sigma_max_W_hh" + (f"_l{layer}" if layer else "")
-        W_hh = model.layer_params(layer)["W_hh"].astype(np.float64)
-        if W_hh.size <= EXACT_SVD_ENTRIES:
-            values[key] = float(np.linalg.norm(W_hh, 2))
-        else:
-            values[key], vectors[key] = largest_singular_value(W_hh, vectors.get(key))
-    return values
-
-
-def largest_singular_value(W: np.ndarray, start: np.ndarray | None = None, rtol: float = 1e-9,
-                           max_iterations: int = 1000) -> tuple[float, np.ndarray]:
-    """sigma_max(W) by power iteration on W^T W: v <- W^T W v / ||W^T W v||, sigma = ||W v||.
-
-    Each estimate is a lower bound that rises to sigma_max; it stops when an iteration changes
-    it by less than rtol. start: a previous right singular vector (converges in a few steps)."""
-    v = np.ones(W.shape[1]) if start is None or start.shape != (W.shape[1],) else start
-    v = v / np.linalg.norm(v)
-    sigma = 0.0
-    for _ in range(max_iterations):
-        u = W @ v
-        estimate = float(np.linalg.norm(u))
-        if estimate == 0.0:
-            return 0.0, v
-        v = W.T @ (u / estimate)
-        v /= np.linalg.norm(v)
-        if estimate - sigma <= rtol * estimate:
-            return estimate, v
-        sigma = estimate
-    return sigma, v
