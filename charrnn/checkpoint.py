@@ -67,6 +67,17 @@ class Checkpoint:
         return int(self.meta.get("step", 0))
 
     @property
+    def best_val_loss(self) -> float | None:
+        """The validation loss (nats per character) of the best weights this run wrote: the
+        figure `charrnn info`, `viz` and `train` show for the file."""
+        return self.meta.get("best_file_loss", self.meta.get("best_val_loss"))
+
+    @property
+    def corpus_fingerprint(self) -> dict | None:
+        """The training text's {"characters", "sha256"} (meta 'corpus'); None in older files."""
+        return self.meta.get("corpus")
+
+    @property
     def spec(self) -> ModelSpec:
         return ModelSpec.from_config(self.config.model, len(self.vocab))
 
@@ -254,8 +265,8 @@ def _read_checkpoint(path: Path, where: str, use):
     """use(read, headers, where) on the open archive, once the file is there and holds the
     records of a checkpoint; read(name) gives one array; anything amiss is a CharRNNError."""
     if not path.exists():
-        raise CharRNNError(f"{where} not found; train one with `charrnn train` or pass "
-                           f"--checkpoint with an existing file")
+        raise CharRNNError(f"{where} not found; check the path, or train one with "
+                           f"`charrnn train`")
     if path.is_dir():
         raise CharRNNError(f"{where} is a directory; pass the .npz file")
     headers = _array_headers(path, where)

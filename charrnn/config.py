@@ -160,13 +160,43 @@ PEER_NAMES = {
 }
 
 
-def did_you_mean(name: str, options) -> str:
-    """' (did you mean 'x'?)' for the closest of options (a peer tool's name first), or ''."""
+def closest(name: str, options, cutoff: float = 0.5) -> str | None:
+    """The option a mistyped or foreign name most likely means: a peer tool's name for it, else
+    the closest spelling of an option or of a peer tool's name (lerning_rate -> lr); None."""
     options = list(options)
     if PEER_NAMES.get(name) in options:
-        return f" (did you mean '{PEER_NAMES[name]}'?)"
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+        return PEER_NAMES[name]
+    peers = {peer: ours for peer, ours in PEER_NAMES.items() if ours in options}
+    match = difflib.get_close_matches(name, [*options, *peers], n=1, cutoff=cutoff)
+    return peers.get(match[0], match[0]) if match else None
+
+
+def did_you_mean(name: str, options) -> str:
+    """' (did you mean 'x'?)' for the closest of options (see closest), or ''."""
+    match = closest(name, options)
+    return f" (did you mean '{match}'?)" if match else ""
+
+
+def config_keys() -> list[str]:
+    """Every SECTION.KEY, in the order of the dataclasses."""
+    return [f"{section}.{spec.name}" for section, cls in _SECTION_CLASSES.items()
+            for spec in dataclasses.fields(cls)]
+
+
+def suggest_key(key: str) -> str | None:
+    """The SECTION.KEY a mistyped, unsectioned or foreign key most likely means: hidden_size ->
+    model.hidden_size, learning_rate -> training.lr, training.lerning_rate -> training.lr."""
+    section, dot, name = key.partition(".")
+    if not dot:
+        section, name = "", key
+    by_name = {qualified.partition(".")[2]: qualified for qualified in config_keys()}
+    if section in _SECTION_CLASSES:  # a key of this section first, then of any
+        own = [spec.name for spec in dataclasses.fields(_SECTION_CLASSES[section])]
+        match = closest(name, own, cutoff=0.6)
+        if match:
+            return f"{section}.{match}"
+    match = closest(name, by_name, cutoff=0.6)
+    return by_name[match] if match else None
 
 
 def _check_value(where: str, value: Any, spec: dataclasses.Field) -> Any:
@@ -358,13 +388,22 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     """'training.lr=0.05' -> ('training', 'lr', 0.05), the value parsed as YAML."""
     key, sep, raw = item.partition("=")
     section, dot, name = key.strip().partition(".")
-    if not sep or not dot or not name:
-        raise CharRNNError(f"--set {shown(item)}: expected SECTION.KEY=VALUE, e.g. "
-                           f"training.lr=0.05")
-    if section not in SECTIONS:
+    if dot and section not in SECTIONS and not suggest_key(key.strip()):
         raise CharRNNError(f"--set {shown(item)}: unknown section {shown(section)}"
                            f"{did_you_mean(section, SECTIONS)}; valid sections: "
                            f"{', '.join(SECTIONS)}")
+    if not sep or not dot or not name or section not in SECTIONS:
+        meant = suggest_key(key.strip()) if key.strip() else None
+        hint = (f"; did you mean --set {meant}={raw}?" if meant and sep else
+                f"; did you mean --set {meant}=VALUE?" if meant else ", e.g. training.lr=0.05")
+        raise CharRNNError(f"--set {shown(item)}: expected SECTION.KEY=VALUE{hint}")
+    keys = [spec.name for spec in dataclasses.fields(_SECTION_CLASSES[section])]
+    if name not in keys:
+        meant = suggest_key(key.strip())
+        said = meant.partition(".")[2] if meant and meant.startswith(section + ".") else meant
+        hint = f" (did you mean '{said}'?): try --set {meant}={raw}" if meant else ""
+        raise CharRNNError(f"--set {shown(item)}: unknown key {shown(name)}{hint}; {section}'s "
+                           f"keys: {', '.join(keys)}")
     return section, name, parse_yaml(raw, f"--set {shown(item)}")
 
 
@@ -438,6 +477,7 @@ def with_overrides(config: Config, overrides: list[str] | tuple[str, ...],
 
 
 def _validated(mapping: dict, overrides, where: str) -> Config:
+    original = mapping
     mapping = {name: dict(values) if isinstance(values, dict) else values
                for name, values in mapping.items()}
     for item in overrides:
@@ -449,7 +489,17 @@ def _validated(mapping: dict, overrides, where: str) -> Config:
     try:
         return from_mapping(mapping)
     except CharRNNError as error:
+        if overrides and _valid_alone(original):  # the command line's change is what is wrong
+            raise
         raise CharRNNError(f"{where}: {error}") from None
+
+
+def _valid_alone(mapping: dict) -> bool:
+    try:
+        from_mapping(mapping)
+    except CharRNNError:
+        return False
+    return True
 
 
 def config_from_yaml_text(text: str, where: str = "checkpoint config") -> Config:

@@ -141,6 +141,16 @@ class Corpus:
     val: Split | None
     fingerprint: dict | None = None  # corpus_fingerprint of the whole text, train and val
 
+    @property
+    def characters(self) -> int:
+        """Characters of the whole text, train and validation, each counted once: the
+        fingerprint's count, the figure `charrnn info` shows."""
+        if self.fingerprint is not None:
+            return self.fingerprint["characters"]
+        if self.mode == "lines":  # both splits index one array: the text after a boundary
+            return len(self.train.tokens) - 1
+        return len(self.train.tokens) + (0 if self.val is None else len(self.val.tokens))
+
 
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random (train, val) line numbers, each in ascending order."""

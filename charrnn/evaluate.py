@@ -137,7 +137,7 @@ def evaluate_corpus_split(saved, which: str = "val") -> dict:
     data, training = saved.config.data, saved.config.training
     corpus = load_corpus(data.corpus, data.mode, data.val_fraction, training.seed, saved.vocab,
                          data.encoding, data.errors, use_cache=data.cache)
-    changed = fingerprint_difference(saved.meta.get("corpus"), corpus.fingerprint)
+    changed = fingerprint_difference(saved.corpus_fingerprint, corpus.fingerprint)
     if changed:  # its lines would be split anew: training lines would leak into validation
         raise CharRNNError(f"the corpus {data.corpus} changed since this checkpoint was trained "
                            f"({changed}), so its {which} split is no longer the one training "

@@ -3,6 +3,10 @@ teaches, sampling does what users do, and the library answers what the command l
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -69,3 +73,191 @@ def test_license_file_and_metadata_describe_the_product():
     assert project["license"] == "MIT"
     assert all(cell in project["description"] for cell in ("RNN", "LSTM", "GRU"))
     assert "vanilla" not in project["description"]
+
+
+# --- 1. one source for every figure shown twice -------------------------------------------------
+
+def _train_log(tmp_path, corpus_text, mode, *extra):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(corpus_text, encoding="utf-8")
+    out = tmp_path / "model.npz"
+    result = run_cli("train", "--corpus", corpus, "--out", out, "--steps", 20, "--seed", 3,
+                     "--set", "model.hidden_size=8", "--set", f"data.mode={mode}",
+                     "--set", "training.eval_every=7", *extra)
+    return out, result.stderr
+
+
+@pytest.mark.parametrize("mode", ["lines", "stream"])
+def test_start_line_info_and_checkpoint_count_the_corpus_characters_once(tmp_path, mode):
+    text = "\n".join(NAMES.read_text(encoding="utf-8").splitlines()[::10]) + "\n"
+    out, log = _train_log(tmp_path, text, mode)
+    start = next(line for line in log.splitlines() if line.startswith("corpus "))
+    shown = int(re.search(r"([\d,]+) characters", start).group(1).replace(",", ""))
+    assert shown == len(text)
+    facts = json.loads(run_cli("info", out, "--json").stdout)
+    assert facts["corpus_fingerprint"] == load_checkpoint(out).meta["corpus"]
+    assert facts["corpus_fingerprint"]["characters"] == len(text)
+    assert f"{len(text):,} characters, sha256 " in run_cli("info", out).stdout
+
+
+def test_info_and_train_show_the_same_best_validation_loss(tmp_path):
+    out, log = _train_log(tmp_path, SHAKESPEARE.read_text(encoding="utf-8")[:8000], "stream")
+    trained = float(re.search(r"best val ([\d.]+) nats/char", log).group(1))
+    facts = json.loads(run_cli("info", out, "--json").stdout)
+    assert f"{facts['best_val_loss']:.4f}" == f"{trained:.4f}"
+    assert f"best validation {trained:.4f} nats/char" in run_cli("info", out).stdout
+    assert facts["best_val_loss"] == load_checkpoint(out).best_val_loss
+
+
+def test_viz_shows_the_best_validation_loss_info_shows(tmp_path):
+    out, _ = _train_log(tmp_path, SHAKESPEARE.read_text(encoding="utf-8")[:8000], "stream")
+    best = json.loads(run_cli("info", out, "--json").stdout)["best_val_loss"]
+    page = tmp_path / "viz.html"
+    run_cli("viz", "--checkpoint", out, "--out", page, "--length", 200)
+    shown = re.findall(r"best val loss\W+([\d.]+) nats/char", page.read_text(encoding="utf-8"))
+    assert shown == [f"{best:.4f}"]
+
+
+# --- 2. every hint names an option or a file that exists ---------------------------------------
+
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _command(name):
+    from charrnn.cli import main
+
+    return main.commands[name]
+
+
+def _options(command) -> set[str]:
+    return {opt for param in command.params for opt in param.opts + param.secondary_opts
+            if opt.startswith("--")} | {"--help"}
+
+
+def check_hint(command_name: str, message: str) -> None:
+    """Every --option a message names is one of the command's own, or of the `charrnn X` it
+    suggests; every `charrnn X` it suggests is a command; every --set K=V it suggests is valid."""
+    from charrnn.config import Config, with_overrides
+
+    parts = re.split(r"(`?)charrnn (?=[a-z-])", message)  # [text, tick, text, tick, ...]
+    for index in range(0, len(parts), 2):
+        part, name = parts[index], command_name
+        if index:  # the text after 'charrnn ': a command of the group, or prose
+            name = part.split()[0].strip("`'.,;:)")
+            if name.startswith("--") or (not parts[index - 1] and name not in _command_names()):
+                name = command_name  # charrnn --version, or prose: "a charrnn checkpoint"
+            assert name in _command_names(), f"{message!r} suggests no command: charrnn {name}"
+        for option in OPTION.findall(part):
+            assert option in _options(_command(name)), (
+                f"{message!r} names {option}, which `charrnn {name}` does not have")
+        for setting in re.findall(r"--set ([a-z_]+\.[a-z_]+=[^\s?;,)]+)", part):
+            with_overrides(Config(), [setting])  # raises if the suggestion is wrong
+
+
+def _command_names():
+    from charrnn.cli import main
+
+    return set(main.commands)
+
+
+def test_every_option_a_message_names_exists_in_some_command():
+    """A static walk over every string in the package: an --option named anywhere (a hint, a
+    help text) is an option of some command."""
+    import ast
+
+    from conftest import REPO
+
+    known = set().union(*(_options(_command(name)) for name in _command_names())) | {
+        "--version", "--nthreads"}  # --nthreads: `dask worker`'s, in the sweep's instructions
+    missing = []
+    for path in sorted((REPO / "charrnn").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                missing += [(path.name, option) for option in OPTION.findall(node.value)
+                            if option not in known]
+    assert not missing, sorted(set(missing))
+
+
+def test_plot_of_a_best_checkpoint_names_the_log_that_exists(names_model):
+    best = names_model.with_name(names_model.stem + ".best.npz")
+    assert best.exists()
+    for given in (best, names_model):
+        message = run_cli("plot", given, ok=False).output
+        log = re.search(r"charrnn plot (\S+)", message).group(1)
+        assert Path(log).is_file() and log.endswith(".jsonl"), message
+        check_hint("plot", message)
+
+
+def test_plot_of_a_checkpoint_without_its_log_names_no_file_that_is_not_there(tmp_path,
+                                                                             names_model):
+    lone = tmp_path / "lone.npz"
+    lone.write_bytes(names_model.read_bytes())
+    message = run_cli("plot", lone, ok=False).output
+    assert "charrnn plot" not in message and "which is not in" in message
+
+
+@pytest.mark.parametrize("setting, suggested", [
+    ("hidden_size=64", "model.hidden_size=64"),
+    ("learning_rate=0.01", "training.lr=0.01"),
+    ("rnn_size=32", "model.hidden_size=32"),
+    ("num_layers=2", "model.num_layers=2"),
+    ("training.lerning_rate=0.1", "training.lr=0.1"),
+    ("training.learning_rate=0.1", "training.lr=0.1"),
+    ("model.rnn_size=32", "model.hidden_size=32"),
+    ("trainng.lr=0.1", "training.lr=0.1"),
+    ("model.hiden_size=8", "model.hidden_size=8"),
+])
+def test_set_suggests_the_key_it_means(setting, suggested):
+    result = run_cli("train", "--set", setting, "--steps", 1, ok=False)
+    assert result.exit_code == 2 or result.exit_code == 1
+    assert (f"did you mean --set {suggested}?" in result.output
+            or f"try --set {suggested};" in result.output), result.output
+    check_hint("train", result.output)
+
+
+def test_set_errors_are_not_blamed_on_the_shipped_config():
+    result = run_cli("train", "--set", "training.lr=-1", "--steps", 1, ok=False)
+    assert "training.lr" in result.output and "site-packages" not in result.output
+    assert "names.yaml" not in result.output and "configs" not in result.output
+
+
+HINTED_ERRORS = [  # (command, arguments): error paths whose message suggests something
+    ("train", ["--resume", "missing.npz"]),
+    ("train", ["--init-from", "missing.npz", "--steps", "1"]),
+    ("train", ["--config", "no-such-config"]),
+    ("train", ["--config", "names", "--resume", "{model}"]),
+    ("train", ["--resume", "{model}", "--init-from", "{model}"]),
+    ("train", ["--resume", "{model}", "--set", "model.hidden_size=9"]),
+    ("sample", ["--checkpoint", "missing.npz"]),
+    ("sample", ["--checkpoint", "{model}", "--num", "3", "--length", "5"]),
+    ("sample", ["--checkpoint", "{model}", "--novel", "--length", "5"]),
+    ("sample", ["--checkpoint", "{model}", "--greedy", "--beam", "2"]),
+    ("sample", ["--checkpoint", "{model}", "--greedy", "--top-k", "2"]),
+    ("sample", ["--checkpoint", "{model}", "--beam-score", "mean"]),
+    ("sample", ["--checkpoint", "{model}", "--prime", "Q"]),
+    ("sample", ["--checkpoint", "{model}", "--prime", "ZZ9"]),
+    ("sample", ["--checkpoint", "{model}", "--beam", "2", "--num", "3"]),
+    ("eval", ["--checkpoint", "missing.npz"]),
+    ("eval", ["--checkpoint", "{model}", "missing.txt"]),
+    ("info", ["missing.npz"]),
+    ("info", ["{corpus}"]),
+    ("viz", ["--checkpoint", "{model}", "--text", "x.txt", "--prime", "ab"]),
+    ("viz", ["--checkpoint", "missing.npz"]),
+    ("gradflow", ["--checkpoint", "missing.npz"]),
+    ("gradcheck", ["--config", "names", "--checkpoint", "{model}"]),
+    ("plot", ["{model}"]),
+    ("plot", ["missing.jsonl"]),
+    ("sweep", ["missing.yaml"]),
+]
+
+
+@pytest.mark.parametrize("command, arguments", HINTED_ERRORS,
+                         ids=[" ".join([c, *a]) for c, a in HINTED_ERRORS])
+def test_every_hint_names_an_option_or_file_that_exists(command, arguments, names_model,
+                                                        monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    corpus = load_checkpoint(names_model).config.data.corpus
+    args = [a.format(model=names_model, corpus=corpus) for a in arguments]
+    result = run_cli(command, *args, ok=False)
+    assert result.exit_code != 0, result.output
+    check_hint(command, result.output)

@@ -215,4 +215,9 @@ def test_plot_given_a_checkpoint_names_its_log(tmp_path):
     result = CliRunner().invoke(main, ["plot", str(checkpoint)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "is a checkpoint, not a metrics log" in result.output
+    # no log beside it: the hint says where it would be, and names no command that would fail
+    assert "(m.jsonl or m.csv), which is not in" in result.output
+    assert "charrnn plot" not in result.output
+    (tmp_path / "m.jsonl").write_text("")
+    result = CliRunner().invoke(main, ["plot", str(checkpoint)])
     assert f"charrnn plot {tmp_path / 'm.jsonl'}" in result.output

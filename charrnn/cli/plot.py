@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -34,9 +35,24 @@ def _refuse_checkpoint(path: Path, data: bytes) -> None:
 
     data: the file's bytes, read once by read_metrics (a FIFO could not be read twice)."""
     if data.startswith(b"PK\x03\x04"):
-        log = path.with_suffix(".jsonl")
-        raise CharRNNError(f"{path} is a checkpoint, not a metrics log; pass its log, "
-                           f"e.g. charrnn plot {log}")
+        raise CharRNNError(f"{path} is a checkpoint, not a metrics log; {_log_hint(path)}")
+
+
+def _log_hint(checkpoint: Path) -> str:
+    """Where training wrote this checkpoint's log: beside it, named after the run's checkpoint
+    (X.best.npz's log is X.jsonl or X.csv); named only when it is there."""
+    from charrnn.train import best_path, log_path
+
+    out = checkpoint
+    if checkpoint.stem.endswith(".best"):
+        run = checkpoint.with_name(checkpoint.stem[:-len(".best")] + checkpoint.suffix)
+        out = run if best_path(run) == checkpoint else checkpoint
+    logs = [log_path(out, log_format) for log_format in ("jsonl", "csv")]
+    for log in logs:
+        if log.is_file():
+            return f"pass the log training wrote beside it: charrnn plot {shlex.quote(str(log))}"
+    return (f"pass the log training wrote beside it ({logs[0].name} or {logs[1].name}), which "
+            f"is not in {out.parent}")
 
 
 command = plot

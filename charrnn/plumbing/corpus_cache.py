@@ -38,6 +38,11 @@ MAX_SCAN_BYTES = 1 << 30  # a summary that needs one pass over a corpus gives up
 MISSING = "check the path (data.corpus or --corpus)"
 
 
+def _missing(what: str) -> str:
+    """The hint for a file that is not there: the options that name it, for the corpus only."""
+    return MISSING if what == "corpus" else "check the path"
+
+
 def normalise_lines(text: str) -> str:
     """Lines mode: CRLF and CR line ends become LF, so '\\r' never enters a name."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -69,7 +74,7 @@ def scan_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict",
     if found is not None and not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)):
         raise CharRNNError(f"{what} {path} is a {file_kind(found.st_mode)}, not a file; it is "
                            f"not read for this")
-    reading = Reading(path, what, max_bytes, "it is not read for this", MISSING)
+    reading = Reading(path, what, max_bytes, "it is not read for this", _missing(what))
     try:
         yield from text_chunks(reading, encoding, errors, lines, what)
     finally:
@@ -82,7 +87,7 @@ def text_chunks(source: Path | Snapshot | Reading, encoding: str, errors: str, l
     snapshot, decoded chunk by chunk; lines mode turns CRLF and CR into LF."""
     if not isinstance(source, (Snapshot, Reading)):
         _decoder(encoding, errors, Path(source), what)  # an unknown encoding before any read
-        reading = Reading(source, what, missing=MISSING)
+        reading = Reading(source, what, missing=_missing(what))
         try:
             yield from text_chunks(reading, encoding, errors, lines, what)
         finally:

@@ -34,13 +34,13 @@ MISSING = 255
 def checkpoint_facts(saved, path, source: str) -> dict:
     """The page header's facts about the checkpoint and the text."""
     spec = saved.spec
-    best = saved.meta.get("best_val_loss")
+    best = saved.best_val_loss  # the file's figure, as `charrnn info` shows it
     return {
         "cell": spec.cell_label,
         "layers": spec.num_layers,
         "hidden size": spec.hidden_size,
         "step": f"{saved.step:,}",
-        "best val loss": "none" if best is None else f"{best:.3f} nats/char",
+        "best val loss": "none" if best is None else f"{best:.4f} nats/char",
         "vocabulary": f"{len(saved.vocab)} characters",
         "mode": saved.config.data.mode,
         "checkpoint": str(path),
