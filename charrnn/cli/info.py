@@ -79,11 +79,6 @@ def fingerprint_text(fingerprint: dict) -> str:
             f"{fingerprint['sha256'][:16]}...")
 
 
-def fingerprint_text(fingerprint: dict) -> str:
-    return (f"{fingerprint['characters']:,} characters, sha256 "
-            f"{fingerprint['sha256'][:16]}...")
-
-
 def saved_yaml(facts: dict) -> str:
     import yaml
 
