@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import unicodedata
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -149,12 +150,12 @@ def prime_fix(vocab: Vocabulary, prime: str) -> str | None:
     return None
 
 
-def encode_prime(vocab: Vocabulary, prime: str) -> np.ndarray:
+def encode_prime(vocab: Vocabulary, prime: str, what: str = "--prime") -> np.ndarray:
     """The prime's indices; characters outside the vocabulary are an error that lists them and
-    suggests the likely fix."""
+    suggests the likely fix. what: where the prime came from, for the message."""
     missing = vocab.unknown(prime)
     if not missing:
-        return vocab.encode(prime, "--prime")
+        return vocab.encode(prime, what)
     shown = ", ".join(repr(ch) for ch in missing[:20])
     if len(missing) > 20:
         shown += f" and {len(missing) - 20} more"
@@ -164,7 +165,7 @@ def encode_prime(vocab: Vocabulary, prime: str) -> np.ndarray:
         newline = " and the newline" if vocab.boundary is not None else ""
         fix = (f"the model knows only {chars!r}{newline}" if len(chars) <= 100 else
                "remove them or sample a model trained on text that has them")
-    raise CharRNNError(f"--prime has {len(missing)} character(s) outside the model's "
+    raise CharRNNError(f"{what} has {len(missing)} character(s) outside the model's "
                        f"vocabulary: {shown}; {fix}")
 
 
@@ -223,13 +224,24 @@ def _primed(model: Model, vocab: Vocabulary, prime: str, state0, reset_at_bounda
 def sample_text(model: Model, vocab: Vocabulary, length: int, rng: np.random.Generator,
                 temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
                 prime: str = "", state0=None, reset_at_boundary: bool = False,
-                top_p: float | None = None) -> str:
-    """prime followed by length new characters.
+                top_p: float | None = None, stop: str | None = None) -> str:
+    """prime followed by length new characters (fewer when stop ends it: see generate_text).
 
     Without a prime the model starts after a newline (or its first character if it has none).
     state0: a batch-1 state to start from (e.g. a training stream's). reset_at_boundary: start a
     fresh state after every newline, as lines-mode models were trained.
     """
+    return prime + "".join(generate_text(model, vocab, length, rng, temperature, top_k, greedy,
+                                         prime, state0, reset_at_boundary, top_p, stop))
+
+
+def generate_text(model: Model, vocab: Vocabulary, length: int, rng: np.random.Generator,
+                  temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
+                  prime: str = "", state0=None, reset_at_boundary: bool = False,
+                  top_p: float | None = None, stop: str | None = None) -> Iterator[str]:
+    """The characters sample_text adds after the prime, each as soon as it is drawn (so a
+    terminal can show them as they come). stop: end after the first time the generated text
+    (not the prime) ends with this string, which is the last thing yielded."""
     top_k = _check_top_k(top_k, len(vocab))
     _check_top_p(top_p)
     state, logits = _primed(model, vocab, prime, state0, reset_at_boundary)
@@ -238,9 +250,9 @@ def sample_text(model: Model, vocab: Vocabulary, length: int, rng: np.random.Gen
     uniforms = rng.random(length)
     last = len(vocab) - 1
     logits = logits[0]
-    generated = np.empty(length, dtype=np.int64)
     zero = model.zero_state(1)
     x_t = np.zeros(1, dtype=np.int64)
+    tail = ""  # the last len(stop) characters generated
     for t in range(length):
         p = probabilities(logits, temperature, top_k, top_p)
         if greedy:
@@ -248,13 +260,19 @@ def sample_text(model: Model, vocab: Vocabulary, length: int, rng: np.random.Gen
         else:  # inverse CDF, as draw() does for a batch
             cdf = np.cumsum(p)
             x = min(int(np.searchsorted(cdf, uniforms[t] * cdf[-1], side="right")), last)
-        generated[t] = x
+        char = chr(int(vocab.codes[x]))
+        yield char
+        if stop:
+            tail = (tail + char)[-len(stop):]
+            if tail == stop:
+                return
+        if t == length - 1:
+            return
         if reset_at_boundary and x == vocab.boundary:
             state = zero
         x_t[0] = x
         state, logits = step(x_t, state)
         logits = logits[0]
-    return prime + vocab.decode(generated)
 
 
 # --- beam search -------------------------------------------------------------------------------

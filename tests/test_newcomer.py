@@ -261,3 +261,122 @@ def test_every_hint_names_an_option_or_file_that_exists(command, arguments, name
     result = run_cli(command, *args, ok=False)
     assert result.exit_code != 0, result.output
     check_hint(command, result.output)
+
+
+# --- 5. sampling: several texts, a stop string, a prime from a file, streaming ---------------
+
+def _samples(stdout: str, num: int) -> list[str]:
+    """The texts between `=== sample i of num ===` headers."""
+    parts = re.split(r"(?:^|\n\n)=== sample \d+ of \d+ ===\n", stdout)
+    assert parts[0] == "" and len(parts) == num + 1, stdout
+    return [part.removesuffix("\n") for part in parts[1:]]
+
+
+def test_num_on_a_text_model_gives_independent_samples_each_of_length(text_model):
+    from charrnn.sample import sample_text
+
+    result = run_cli("sample", "--checkpoint", text_model, "--num", 3, "--length", 60,
+                     "--seed", 7)
+    samples = _samples(result.stdout, 3)
+    saved = load_checkpoint(text_model)
+    rng = np.random.default_rng(7)
+    assert samples == [sample_text(saved.model, saved.vocab, 60, rng) for _ in range(3)]
+    assert len(set(samples)) == 3 and all(len(s) == 60 for s in samples)
+
+
+def test_output_dir_writes_one_file_a_sample(text_model, tmp_path):
+    stdout = run_cli("sample", "--checkpoint", text_model, "--num", 3, "--length", 50,
+                     "--seed", 2).stdout
+    out = tmp_path / "samples"
+    out.mkdir()
+    run_cli("sample", "--checkpoint", text_model, "--num", 3, "--length", 50, "--seed", 2,
+            "--output", out)
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["sample-1.txt", "sample-2.txt", "sample-3.txt"]
+    assert [f.read_text(encoding="utf-8").removesuffix("\n") for f in files] == _samples(
+        stdout, 3)
+
+
+@pytest.mark.parametrize("where", [0, 30])
+def test_stop_ends_each_sample_at_its_first_stop_string(text_model, where):
+    full = _samples(run_cli("sample", "--checkpoint", text_model, "--num", 4, "--length", 300,
+                            "--seed", 5).stdout, 4)
+    # a string the model writes (in the first sample at least), without the newline that
+    # the samples' framing ends them with
+    where = next(i for i in range(where, 298) if "\n" not in full[0][i:i + 2])
+    stop = full[0][where:where + 2]
+    cut = _samples(run_cli("sample", "--checkpoint", text_model, "--num", 4, "--length", 300,
+                           "--seed", 5, "--stop", stop.replace("\\", "\\\\")).stdout, 4)
+    for whole, short in zip(full, cut):
+        at = whole.find(stop)
+        assert short == (whole if at < 0 else whole[:at + len(stop)])
+    assert len(cut[0]) <= where + 2
+
+
+def test_stop_reads_backslash_n_and_t_as_a_newline_and_a_tab():
+    from charrnn.cli.sample import _unescape
+
+    assert _unescape("\\n\\n") == "\n\n" and _unescape("a\\tb") == "a\tb"
+    assert _unescape("\\\\n") == "\\n"
+
+
+def test_prime_file_is_the_same_as_that_prime(text_model, tmp_path):
+    prime = "ROMEO:\nWhat light"
+    (tmp_path / "prime.txt").write_text(prime, encoding="utf-8")
+    given = run_cli("sample", "--checkpoint", text_model, "--prime", prime, "--length", 40,
+                    "--seed", 1).stdout
+    from_file = run_cli("sample", "--checkpoint", text_model, "--prime-file",
+                        tmp_path / "prime.txt", "--length", 40, "--seed", 1).stdout
+    assert from_file == given and given.startswith(prime) and len(given) == len(prime) + 41
+    both = run_cli("sample", "--checkpoint", text_model, "--prime", "a", "--prime-file",
+                   tmp_path / "prime.txt", ok=False)
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+class _Terminal:
+    """A stdout that says it is a terminal and records each write."""
+
+    def __init__(self):
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.writes.append(text)
+
+    def flush(self):
+        self.flushes += 1
+
+
+def test_text_streams_to_a_terminal_as_it_is_generated(text_model, monkeypatch):
+    import charrnn.cli.sample as cli_sample
+
+    terminal = _Terminal()
+    seen_when_drawn = []
+    original = cli_sample.generate_text
+
+    def watched(*args, **kwargs):
+        for char in original(*args, **kwargs):
+            seen_when_drawn.append(len("".join(terminal.writes)))
+            yield char
+
+    monkeypatch.setattr(cli_sample, "generate_text", watched)
+    monkeypatch.setattr("sys.stdout", terminal)
+    cli_sample.command.main(["--checkpoint", str(text_model), "--length", 80, "--seed", 3],
+                            standalone_mode=False)
+    saved = load_checkpoint(text_model)
+    from charrnn.sample import sample_text
+
+    assert "".join(terminal.writes) == sample_text(saved.model, saved.vocab, 80,
+                                                   np.random.default_rng(3)) + "\n"
+    # when the k-th character is drawn, the k - 1 before it are already on the screen
+    assert seen_when_drawn == list(range(80)) and terminal.flushes >= 80
+
+
+def test_names_model_keeps_num_for_names(names_model):
+    result = run_cli("sample", "--checkpoint", names_model, "--num", 5, "--seed", 1)
+    assert len(result.stdout.splitlines()) == 5 and "===" not in result.stdout
+    refused = run_cli("sample", "--checkpoint", names_model, "--stop", "a", ok=False)
+    assert refused.exit_code == 2 and "--stop" in refused.output
