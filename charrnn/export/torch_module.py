@@ -47,7 +47,7 @@ def module_class():
             self.out = nn.Linear(hidden_size, vocab_size)
 
         def forward(self, x, state=None):
-            one_hot = nn.functional.one_hot(x, self.vocab_size).to(self.out.weight.dtype)
+            one_hot = nn.functional.one_hot(x.long(), self.vocab_size).to(self.out.weight.dtype)
             h, state = self.rnn(one_hot, state)
             return self.out(self.drop(h)), state
 
