@@ -7,7 +7,9 @@
 - every `charrnn COMMAND` and `--option` in a code block (or an inline code span that starts with
   `charrnn `) of README.md and docs/*.md is a command and an option of that command, read from
   the click group itself;
-- docs/commands.md has a section for every command, naming every option of it.
+- docs/commands.md has a section for every command, naming every option of it;
+- docs/checkpoints.md names every array and every meta entry a checkpoint holds, for every cell,
+  optimizer and data mode.
 
 Nothing here trains or starts a process: it reads files and click's parameter lists.
 """
@@ -237,3 +239,50 @@ def test_commands_page_names_every_command_and_option():
                 if option.startswith("--") and option not in named:
                     missing.append(f"`charrnn {name} {option}`")
     assert not missing, "docs/commands.md lacks: " + ", ".join(missing)
+
+
+# --- the checkpoint format --------------------------------------------------------------------
+
+def _checkpoint_names(cell: str, optimizer: str, mode: str, tmp_path: Path):
+    """The arrays of a checkpoint as the trainer writes it (two layers, nothing trained), named as
+    docs/checkpoints.md names them (l<k>., opt.<slot>.), and its meta entries."""
+    import numpy as np
+
+    from charrnn.checkpoint import save_checkpoint
+    from charrnn.config import load_config
+    from charrnn.corpus import build_corpus
+    from charrnn.model import Model, ModelSpec
+    from charrnn.train import Run
+
+    config = load_config("names", [f"model.cell={cell}", "model.num_layers=2",
+                                   "model.hidden_size=4", f"training.optimizer={optimizer}",
+                                   f"data.mode={mode}", "training.batch_size=2",
+                                   "training.seq_length=3"])
+    corpus = build_corpus("anna\nbob\ncleo\ndan\neve\nfay\n" * 3, mode, 0.2, 0)
+    spec = ModelSpec.from_config(config.model, len(corpus.vocab))
+    run = Run(config, corpus, Model.init(spec, np.random.default_rng(0)).params)
+    path = tmp_path / f"{cell}-{optimizer}-{mode}.npz"
+    save_checkpoint(path, run.checkpoint())
+    with np.load(path, allow_pickle=False) as saved:
+        keys = set(saved.files)
+    slots = {key.split(".")[1] for key in keys if key.startswith("opt.")}
+    named = {re.sub(r"^opt\.[^.]+\.", "opt.<slot>.", re.sub(r"\bl\d+\.", "l<k>.", key))
+             for key in keys}
+    return named, slots, set(run.meta())
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_checkpoints_page_names_every_key_and_meta_entry(cell, tmp_path):
+    page = FENCE.sub("", (DOCS / "checkpoints.md").read_text(encoding="utf-8"))
+    quoted = {match.group(2) for match in INLINE_CODE.finditer(page)}
+    missing = set()
+    for optimizer, mode in (("adagrad", "stream"), ("sgd", "lines"), ("adam", "stream")):
+        named, slots, meta = _checkpoint_names(cell, optimizer, mode, tmp_path)
+        for key in named:
+            if key.startswith("opt.<slot>."):
+                key = "opt.<slot>.<param>"
+            if key not in quoted and not any(key in item.split(", ") for item in quoted):
+                missing.add(f"array {key}")
+        missing.update(f"optimizer slot {slot}" for slot in slots if slot not in quoted)
+        missing.update(f"meta entry {entry}" for entry in meta if entry not in quoted)
+    assert not missing, "docs/checkpoints.md lacks: " + ", ".join(sorted(missing))
