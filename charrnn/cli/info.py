@@ -9,6 +9,7 @@ import click
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint
 from charrnn.cli.common import friendly_errors
+from charrnn.export import export_formats
 from charrnn.plumbing.terminal import printable
 
 
@@ -35,6 +36,7 @@ def checkpoint_info(path: Path, saved: Checkpoint) -> dict:
         "chars_seen": int(meta.get("chars_seen", 0)),
         "best_val_loss": saved.best_val_loss,
         "optimizer": saved.config.training.optimizer,
+        "export_formats": export_formats(saved),
         "config": saved.config.to_dict(),
     }
 
@@ -64,6 +66,8 @@ def info(checkpoint, as_json):
     fingerprint = facts["corpus_fingerprint"]
     _say(f"  corpus      {facts['corpus']} ({facts['data_mode']} mode"
          f"{'' if not fingerprint else f'; {fingerprint_text(fingerprint)}'})")
+    _say(f"  export to   {', '.join(facts['export_formats']) or '-'} "
+         f"(charrnn export CHECKPOINT --to FORMAT --out PATH)")
     _say("  config:")
     for line in saved_yaml(facts).rstrip("\n").split("\n"):
         _say("    " + line)

@@ -20,6 +20,7 @@ import numpy as np
 
 from charrnn.checkpoint import Checkpoint
 from charrnn.export import OUT_HINT
+from charrnn.export.layout import unsupported
 from charrnn.model import Model
 from charrnn.plumbing.writing import atomic_write
 
@@ -36,6 +37,8 @@ def page_size(parameters: int) -> int:
 
 
 def refusal(saved: Checkpoint) -> str | None:
+    if unsupported(saved.spec):
+        return unsupported(saved.spec)
     count = int(sum(value.size for value in saved.params.values()))
     if count <= MAX_PARAMETERS:
         return None
@@ -71,7 +74,7 @@ def page_data(saved: Checkpoint) -> dict:
         offset += flat.size
     boundary = saved.vocab.boundary
     mode = saved.config.data.mode
-    best = saved.meta.get("best_file_loss", saved.meta.get("best_val_loss"))
+    best = saved.best_val_loss
     facts = [["model", spec.describe()],
              ["parameters", f"{offset:,}"],
              ["vocabulary", f"{len(saved.vocab)} characters"],

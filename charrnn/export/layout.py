@@ -12,9 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from charrnn.model import Model
+from charrnn.model import Model, ModelSpec
 
 DTYPE = np.float32
+CELLS = ("rnn", "lstm", "gru")  # the cells PyTorch, ONNX and the page all have
+ACTIVATIONS = ("tanh", "relu")
+
+
+def unsupported(spec: ModelSpec) -> str | None:
+    """Why no export format has this model's cell, or None."""
+    if spec.cell not in CELLS:
+        return f"no export format has the {spec.cell!r} cell (only {', '.join(CELLS)})"
+    if spec.cell == "rnn" and spec.activation not in ACTIVATIONS:
+        return f"no export format has the {spec.activation!r} activation"
+    return None
 
 
 def torch_layout(model: Model) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from charrnn.checkpoint import Checkpoint
 from charrnn.export import OUT_HINT, require
-from charrnn.export.layout import torch_layout
+from charrnn.export.layout import torch_layout, unsupported
 from charrnn.plumbing.writing import atomic_write
 
 OPSET = 17
@@ -37,6 +37,8 @@ MAX_BYTES = 2**31 - 2**24  # a protobuf message holds at most 2 GB; keep room fo
 
 
 def refusal(saved: Checkpoint) -> str | None:
+    if unsupported(saved.spec):
+        return unsupported(saved.spec)
     size = 4 * sum(value.size for value in saved.params.values())
     if size > MAX_BYTES:
         return (f"its float32 weights take {size / 2**30:.1f} GB, past the 2 GB a single ONNX "

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from charrnn.checkpoint import Checkpoint
 from charrnn.export import OUT_HINT, require
-from charrnn.export.layout import torch_layout
+from charrnn.export.layout import torch_layout, unsupported
 from charrnn.export.torch_module import FILE_FORMAT, FILE_VERSION
 from charrnn.plumbing.writing import atomic_write
 
 
 def refusal(saved: Checkpoint) -> str | None:
-    return None  # every charrnn cell has a torch module
+    return unsupported(saved.spec)
 
 
 def hparams(saved: Checkpoint) -> dict:
