@@ -18,6 +18,24 @@ def pytest_configure(config):
     import tempfile
 
     os.environ["CHARRNN_CACHE_DIR"] = tempfile.mkdtemp(prefix="charrnn-test-cache-")
+
+
+@pytest.fixture(autouse=True)
+def _slow_marker_is_honest(request, monkeypatch):
+    """The fast loop (`pytest -m "not slow"`) starts no process: a test that starts one (a
+    subprocess, a browser, a Dask cluster, a process pool) and is not marked slow fails here,
+    whatever the machine's speed."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    import multiprocessing.process
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it "
+                             f"@pytest.mark.slow (the fast loop starts none)")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
 NAMES = REPO / "corpora" / "names.txt"
 SHAKESPEARE = REPO / "corpora" / "shakespeare.txt"
 
