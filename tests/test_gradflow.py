@@ -592,3 +592,41 @@ def test_gradflow_compare_refuses_checkpoint_and_impulse(tmp_path):
     assert result.exit_code == 2 and "--compare takes every model" in result.output
     result = run("gradflow", "--compare", paths[0], "--impulse")
     assert result.exit_code == 2 and "exclude each other" in result.output
+
+
+# --- the report as a library -------------------------------------------------------------------
+
+def test_gradflow_report_from_python_is_the_text_the_command_prints(tmp_path):
+    from charrnn.checkpoint import load_checkpoint
+    from charrnn.gradflow import chunk_text, gradflow_report
+
+    path = write_checkpoint(tmp_path, cell="lstm")
+    saved = load_checkpoint(path)
+    text, source = chunk_text(saved, 50)
+    assert source.startswith("the longest line of corpus") and text == "\nchristopher\n"
+    ids = saved.vocab.encode(text)
+    report = gradflow_report(analyse_chunk(saved.model, ids[:-1], ids[1:]), text)
+    assert "forget gate f along the chunk" in report  # the LSTM's own carrying_gate label
+    assert report in run("gradflow", "--checkpoint", path).output
+
+
+def test_gradflow_report_of_a_cell_without_carrying_gate_or_local_derivative(monkeypatch):
+    from charrnn.cells import CELLS
+    from charrnn.cells.gru import GRUCell
+    from charrnn.gradflow import gradflow_report, impulse_report
+
+    class GatelessGRU(GRUCell):
+        name = "gateless"
+        carrying_gate = None
+        local_derivative = None
+
+    monkeypatch.setitem(CELLS, "gateless", GatelessGRU)
+    spec = ModelSpec(vocab_size=5, hidden_size=6, cell="gateless", num_layers=2)
+    model = Model.init(spec, np.random.default_rng(0))
+    x, y = chunk(6)
+    report = gradflow_report(analyse_chunk(model, x, y), "abcdefg")
+    assert "3. what sets the rate" in report and "largest singular value of each gate" in report
+    assert "along the chunk: mean" not in report and "tanh'(a)" not in report
+    assert "relu units" not in report
+    impulse = impulse_report(impulse_response(model, x))
+    assert "(gateless; central differences" in impulse

@@ -11,6 +11,7 @@ The LSTM adds a second path, through its cell state, that multiplies by the forg
     dL_t/dc_{k-1} = f_k * dL_t/dc_k + (what reaches c_{k-1} through h_{k-1})
 so where f stays near 1 the gradient survives many steps (the seeds' "cure"). The GRU's
 h_t = n + z * (h_{t-1} - n) has the same kind of direct path, weighted by the update gate z.
+Which gate carries a cell's direct path, if any, is the cell's own fact (cell.carrying_gate).
 
 The loss steps ride the batch axis: the chunk is copied into T columns, column t keeps only
 loss t (an identity mask), and one backward pass with keep_state_grads returns
@@ -22,14 +23,8 @@ The input weights' gradient splits into one component per loss step t and input 
 x_k is one-hot, component (t, k) has the norm ||dxw_k^(t)||: how much input k moves the weights
 to lower loss t. These components must add up to the trainer's gradient of l0.W_xh exactly.
 
-The impulse response shows the same thing forward: the scalar recurrence h_t = w h_{t-1} + x_t
-answers x = (1, 0, 0, ...) with h_t = w^t, and the trained model's counterpart is the Jacobian
-dh_t/dh_0 of layer 0 along the chunk: for the RNN the exact product prod_j diag(f'(a_j)) W_hh,
-for the gated cells central differences in float64 (see state_gains_by_differences).
-
-Everything here is plain NumPy in float64 and without dropout (the model as evaluated), usable
-from a notebook: `analyse_chunk` and `impulse_response` return dataclasses whose `to_dict()` is
-the JSON that `charrnn gradflow` prints; `compare_curves` lines several models up.
+Everything here is plain NumPy in float64 and without dropout (the model as evaluated):
+`analyse_chunk` returns a GradFlow whose `to_dict()` is the JSON that `charrnn gradflow` prints.
 """
 
 from __future__ import annotations
@@ -53,8 +48,6 @@ SATURATION = 0.95  # |h| above this: tanh'(a) = 1 - h^2 < 0.1, the unit passes l
 NEAR_ONE = 0.9  # a gate above this lets most of the gradient through its direct path
 SUM_TOLERANCE = 1e-10  # components vs the trainer's gradient, relative to its largest entry
 VANISHED = 1e-3  # "the gradient has died": below this fraction of its size at lag 0
-IMPULSE_WEIGHTS = (-0.9, 1.1)  # one decaying (and alternating), one exploding recurrence
-DIFFERENCE_STEP = 1e-5  # central differences on the state: error ~ 1e-10 relative, in float64
 MAX_WORK_BYTES = 2**30  # the per-loss forward and backward over T copies must fit in this
 
 
@@ -212,7 +205,7 @@ class LayerFlow:
     W_hh: dict  # recurrent_weights()
     saturated: float | None  # share of |h| > SATURATION (tanh RNN only)
     mean_derivative: float | None  # mean f'(a) along the chunk (RNN only)
-    gates: dict[str, dict]  # "forget_gate" (LSTM) or "update_gate" (GRU): gate_summary()
+    gates: dict[str, dict]  # cell.carrying_gate.key -> gate_summary() (none without one)
     derivative_by_step: np.ndarray | None = None  # (T,) mean f'(a_k) at each step (RNN only)
 
     def to_dict(self) -> dict:
@@ -340,172 +333,3 @@ def analyse_chunk(model: Model, x: np.ndarray, y: np.ndarray, state0=None) -> Gr
         gradient_scale=float(np.max(np.abs(dW_xh))),
         layers=layers,
     )
-
-
-# --- several models on the same text -----------------------------------------------------------
-
-@dataclass
-class Curve:
-    """One model's ||dL_{T-1}/state_k|| of layer 0 by lag, for the comparison."""
-
-    model: str  # its label (the checkpoint's file name)
-    cell: str
-    state: str  # "h", or "c" for the LSTM's cell state
-    norms_by_lag: np.ndarray  # (T,) lag 0 first
-    decay: Decay
-    last_loss: float
-    mean_loss: float
-
-    @property
-    def label(self) -> str:
-        return f"{self.model} {self.state}"
-
-    def to_dict(self) -> dict:
-        return {"model": self.model, "cell": self.cell, "state": self.state,
-                "norms_by_lag": self.norms_by_lag.tolist(), "decay": self.decay.to_dict(),
-                "last_loss": self.last_loss, "mean_loss": self.mean_loss}
-
-
-def compare_curves(flows: list[GradFlow], labels: list[str]) -> list[Curve]:
-    """Layer 0's curves of every model: h, and c as well for the LSTM, in the models' order."""
-    curves = []
-    for flow, label in zip(flows, labels):
-        first = flow.layers[0]
-        for state, norms in first.norms.items():
-            curves.append(Curve(label, flow.cell, state, norms[::-1].copy(), first.decays[state],
-                                float(flow.losses[-1]), float(flow.losses.mean())))
-    return curves
-
-
-# --- impulse responses --------------------------------------------------------------------------
-
-def linear_recurrence(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """h_t = w * h_{t-1} + x_t from h_{-1} = 0, for a diagonal w (n,) and inputs x (T, n)."""
-    h = np.empty_like(x, dtype=np.float64)
-    h_prev = np.zeros(x.shape[1])
-    for t in range(x.shape[0]):
-        h_prev = h[t] = w * h_prev + x[t]
-    return h
-
-
-def jacobian_gains(df: np.ndarray, W_hh: np.ndarray):
-    """RMS gains ||dh_t/dh_0||_F / sqrt(H) of the RNN and ||W_hh^t||_F / sqrt(H) without f.
-
-    df: (T, H) f'(a_t) along a chunk. dh_t/dh_0 = prod_{j=1..t} diag(f'(a_j)) W_hh, and its
-    Frobenius norm over sqrt(H) is the root-mean-square response to a unit impulse in a random
-    direction; for H = 1 it is the scalar recurrence's |w|^t.
-    """
-    T, H = df.shape
-    J = np.eye(H)
-    W_power = np.eye(H)
-    gains, linear = np.ones(T), np.ones(T)
-    for t in range(1, T):
-        J = (df[t][:, None] * W_hh) @ J  # dh_t/dh_{t-1} = diag(f'(a_t)) W_hh
-        W_power = W_hh @ W_power
-        gains[t] = np.linalg.norm(J) / math.sqrt(H)
-        linear[t] = np.linalg.norm(W_power) / math.sqrt(H)
-    return gains, linear
-
-
-def layer0_projections(model: Model, x: np.ndarray) -> np.ndarray:
-    """xw_t = W_xh x_t + b_h of layer 0 for every step: (T, G*H), a row lookup as in the model."""
-    p = model.layer_params(0)
-    return (p["W_xh"].T + p["b_h"])[np.asarray(x, dtype=np.int64)]
-
-
-def state_gains_by_differences(model: Model, x: np.ndarray, state0=None,
-                               eps: float = DIFFERENCE_STEP) -> dict[str, np.ndarray]:
-    """RMS gains ||d state_t / d state'_0||_F / sqrt(H) of layer 0 by central differences.
-
-    The state after step 0 of x is nudged by +-eps along each unit of each state (h, and c for
-    the LSTM), all 2 * S * H nudges as one batch, and steps 1..T-1 run with cell.step (the
-    sampler's step, any cell). Keys "h<-h", "c<-c", "h<-c", "c<-h": the output state, then the
-    nudged one, the rest of the state at step 0 held fixed. In float64 the error is about eps^2
-    (truncation) plus 1e-16 / eps (rounding), so gains are good to about 1e-10 relative to 1 and
-    meaningless below a floor of about 1e-10.
-    """
-    model = analysis_model(model)
-    cell, p, H = model.cell, model.layer_params(0), model.spec.hidden_size
-    names = cell.state_names
-    S = len(names)
-    xw = layer0_projections(model, x)
-    T = len(xw)
-    start = cell.step(xw[:1], initial_state(model, state0)[0], p)  # the state after step 0
-    nudges = np.concatenate([np.eye(H) * eps, -np.eye(H) * eps])  # (2H, H): +e_i, then -e_i
-    B = 2 * S * H
-    state = []
-    for j in range(S):
-        rows = np.repeat(start[j], B, axis=0)
-        rows[2 * H * j:2 * H * (j + 1)] += nudges  # the block of columns that nudges state j
-        state.append(rows)
-    state = tuple(state)
-    gains = {f"{out}<-{into}": np.zeros(T) for out in names for into in names}
-    for name in names:
-        gains[f"{name}<-{name}"][0] = 1.0  # d state_0 / d state_0 = I
-    for t in range(1, T):
-        state = cell.step(np.repeat(xw[t:t + 1], B, axis=0), state, p)
-        for i, out in enumerate(names):
-            for j, into in enumerate(names):
-                block = state[i][2 * H * j:2 * H * (j + 1)]
-                J = (block[:H] - block[H:]) / (2 * eps)  # row u: d out_t / d into_0[u]
-                gains[f"{out}<-{into}"][t] = np.linalg.norm(J) / math.sqrt(H)
-    return gains
-
-
-@dataclass
-class Impulse:
-    """Impulse responses of the scalar recurrence next to the trained model's along the chunk."""
-
-    weights: tuple[float, ...]
-    scalar: np.ndarray  # (T, len(weights)) h_t for x = (1, 0, 0, ...)
-    model_gain: np.ndarray  # (T,) ||dh_t/dh_0||_F / sqrt(H), layer 0
-    linear_gain: np.ndarray | None  # (T,) ||W_hh^t||_F / sqrt(H): the RNN without f
-    model_decay: Decay
-    linear_decay: Decay | None
-    cell: str = "rnn"
-    method: str = "exact Jacobian product"
-    state_gains: dict[str, np.ndarray] | None = None  # "h<-h", "c<-c", ... (LSTM, GRU)
-
-    @property
-    def state_decays(self) -> dict[str, Decay]:
-        return {key: fit_decay(v) for key, v in (self.state_gains or {}).items()}
-
-    def to_dict(self) -> dict:
-        return {
-            "cell": self.cell,
-            "method": self.method,
-            "length": len(self.model_gain),
-            "scalar": {f"{w:g}": self.scalar[:, i].tolist() for i, w in enumerate(self.weights)},
-            "model_gain": self.model_gain.tolist(),
-            "linear_gain": None if self.linear_gain is None else self.linear_gain.tolist(),
-            "model_decay": self.model_decay.to_dict(),
-            "linear_decay": None if self.linear_decay is None else self.linear_decay.to_dict(),
-            "state_gains": (None if self.state_gains is None
-                            else {k: v.tolist() for k, v in self.state_gains.items()}),
-            "state_decays": {k: d.to_dict() for k, d in self.state_decays.items()} or None,
-        }
-
-
-def impulse_response(model: Model, x: np.ndarray, state0=None,
-                     weights=IMPULSE_WEIGHTS) -> Impulse:
-    """The scalar recurrences' response to an impulse, and layer 0's gains along x (T,).
-
-    RNN: the exact product of Jacobians (and W_hh's powers alone); LSTM, GRU: central
-    differences (state_gains_by_differences), whose "h<-h" entry is the model gain."""
-    model = analysis_model(model)
-    x = np.asarray(x, dtype=np.int64)
-    impulse = np.zeros((len(x), len(weights)))
-    impulse[0] = 1.0
-    scalar = linear_recurrence(np.asarray(weights, dtype=np.float64), impulse)
-    if model.cell.local_derivative is not None:
-        fwd = model.forward(x[:, None], initial_state(model, state0))
-        h = fwd.layers[0][2].h[:, 0]
-        gains, linear = jacobian_gains(model.cell.local_derivative(h),
-                                       model.layer_params(0)["W_hh"])
-        return Impulse(tuple(weights), scalar, gains, linear, fit_decay(gains),
-                       fit_decay(linear))
-    state_gains = state_gains_by_differences(model, x, state0)
-    gains = state_gains["h<-h"]
-    return Impulse(tuple(weights), scalar, gains, None, fit_decay(gains), None,
-                   cell=model.spec.cell, method="central differences",
-                   state_gains=state_gains)
