@@ -44,7 +44,11 @@ def _spec(default: Any, *, choices: tuple | None = None, low: float | None = Non
 
 @dataclass(frozen=True)
 class DataConfig:
-    corpus: str = _spec("corpora/names.txt", doc="path of the text corpus")
+    corpus: str = _spec("corpora/names.txt", doc="path of the text corpus: a file, or a "
+                                                 "directory whose every text file is one "
+                                                 "document")
+    val: str = _spec("", doc="held-out text file (--val); empty: hold out val_fraction of the "
+                             "corpus")
     mode: str = _spec("lines", choices=("lines", "stream"),
                       doc="lines: each line is one example (names); stream: one long text")
     val_fraction: float = _spec(0.1, low=0.0, high=1.0, high_open=True,
@@ -89,9 +93,15 @@ class TrainingConfig:
     momentum: float = _spec(0.0, low=0.0, high=1.0, high_open=True, doc="SGD momentum")
     beta1: float = _spec(0.9, low=0.0, high=1.0, high_open=True, doc="Adam first-moment decay")
     beta2: float = _spec(0.999, low=0.0, high=1.0, high_open=True, doc="Adam second-moment decay")
-    lr_schedule: str = _spec("step", choices=("step", "cosine"),
+    lr_schedule: str = _spec("step", choices=("step", "cosine", "linear"),
                              doc="step: lr_decay every lr_decay_every steps; cosine: "
-                                 "lr * (1 + cos(pi * step / steps)) / 2, down to 0 at steps")
+                                 "lr * (1 + cos(pi * step / steps)) / 2, down to 0 at steps; "
+                                 "linear: lr * (1 - step / steps) (both after warmup, down to "
+                                 "lr * lr_floor)")
+    warmup: int = _spec(0, low=0, doc="steps over which lr rises linearly to its peak "
+                                      "(cosine and linear schedules)")
+    lr_floor: float = _spec(0.0, low=0.0, high=1.0, doc="where cosine and linear end, as a "
+                                                        "share of lr")
     lr_decay: float = _spec(1.0, low=0.0, high=1.0, low_open=True,
                             doc="multiply lr by this every lr_decay_every steps")
     lr_decay_every: int | None = _spec(None, low=1, nullable=True,
@@ -112,6 +122,14 @@ class TrainingConfig:
     patience: int = _spec(0, low=0, doc="stop after this many evaluations without a better "
                                         "validation loss; 0: never")
     time_limit: float = _spec(0.0, low=0.0, doc="stop after this many seconds; 0: no limit")
+    time_budget: float = _spec(0.0, low=0.0, doc="seconds the run may take (--time): a new run "
+                                                 "plans steps and schedule to end within it; "
+                                                 "0: none")
+    step_seconds: float = _spec(0.0, low=0.0, doc="the plan's seconds a training step, measured "
+                                                  "at the start of a time_budget run (0: "
+                                                  "measure); --resume keeps it")
+    eval_seconds: float = _spec(0.0, low=0.0, doc="the plan's seconds an evaluation, measured "
+                                                  "with step_seconds")
     out: str = _spec("checkpoints/names.npz", doc="checkpoint path; the best one is *.best.npz")
     threads: int | str = _spec("auto", doc="BLAS threads: auto (one for small models, more "
                                            "for large ones; an explicit OPENBLAS_NUM_THREADS or "

@@ -14,7 +14,7 @@ The corpus is held as one integer index array; batches are whole-array gathers f
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +104,22 @@ class Split:
     tokens: np.ndarray
     starts: np.ndarray | None = None
     lengths: np.ndarray | None = None
+    document_starts: np.ndarray | None = None  # stream mode: where each document begins
+
+    def documents(self) -> list[np.ndarray]:
+        """Stream mode: the split's documents (one, unless it came from several files or was
+        cut at characters outside the vocabulary), each read from a fresh state."""
+        if self.document_starts is None or len(self.document_starts) <= 1:
+            return [self.tokens]
+        edges = [*self.document_starts.tolist(), len(self.tokens)]
+        return [self.tokens[a:b] for a, b in zip(edges[:-1], edges[1:])]
 
     @property
     def characters(self) -> int:
         """Characters predicted in one pass over the split."""
         if self.lengths is not None:
             return int(self.lengths.sum() + len(self.lengths))
-        return max(len(self.tokens) - 1, 0)
+        return sum(max(len(document) - 1, 0) for document in self.documents())
 
     def lines(self, vocab: Vocabulary) -> list[str]:
         assert self.starts is not None and self.lengths is not None
@@ -133,6 +142,17 @@ def line_split(tokens: np.ndarray, boundary: int, keep: np.ndarray | None = None
     return Split(flat, starts.astype(np.int64), lengths.astype(np.int64))
 
 
+def known_runs(indices: np.ndarray, known: np.ndarray) -> Split:
+    """A stream-mode split of the runs of known characters (known[i]: indices[i] stands for a
+    character of the vocabulary), each run a document of its own."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], known.astype(np.int8), [0]])))
+    runs = [indices[a:b] for a, b in zip(edges[::2], edges[1::2])]
+    if not runs:
+        return Split(indices[:0])
+    starts = np.cumsum([0] + [len(run) for run in runs[:-1]]).astype(np.int64)
+    return Split(np.concatenate(runs), document_starts=starts)
+
+
 @dataclass
 class Corpus:
     vocab: Vocabulary
@@ -140,6 +160,7 @@ class Corpus:
     train: Split
     val: Split | None
     fingerprint: dict | None = None  # corpus_fingerprint of the whole text, train and val
+    notes: list[str] = field(default_factory=list)  # for the user: files skipped, and why
 
     @property
     def characters(self) -> int:
@@ -203,12 +224,121 @@ def corpus_from_tokens(tokens: np.ndarray, vocab: Vocabulary, mode: str, val_fra
 
 def load_corpus(path: str | Path, mode: str, val_fraction: float, seed: int,
                 vocab: Vocabulary | None = None, encoding: str = "utf-8",
-                errors: str = "strict", use_cache: bool = True) -> Corpus:
-    """Read, encode (once: see corpus_cache) and split the corpus file."""
-    vocab, tokens = encode_file(path, mode, vocab, encoding, errors, use_cache)
-    corpus = corpus_from_tokens(tokens, vocab, mode, val_fraction, seed, f"corpus {path}")
-    corpus.fingerprint = corpus_fingerprint(vocab, tokens)
+                errors: str = "strict", use_cache: bool = True,
+                val_path: str | Path | None = None) -> Corpus:
+    """Read, encode (once: see corpus_cache) and split the corpus: a file, or a directory whose
+    every text file is one document. val_path: held-out text from its own file instead of a
+    split of the corpus (val_fraction then unused)."""
+    if Path(path).is_dir():
+        corpus = _load_documents(Path(path), mode, 0.0 if val_path else val_fraction, seed,
+                                 vocab, encoding, errors)
+    else:
+        vocab, tokens = encode_file(path, mode, vocab, encoding, errors, use_cache)
+        corpus = corpus_from_tokens(tokens, vocab, mode, 0.0 if val_path else val_fraction,
+                                    seed, f"corpus {path}")
+        corpus.fingerprint = corpus_fingerprint(vocab, tokens)
+    if val_path:
+        text = read_text(val_path, encoding, errors, what="validation text")
+        corpus.val, skipped = held_out(text, corpus.vocab, mode)
+        if skipped:
+            corpus.notes.append(f"--val {val_path}: {skipped:,} characters outside the "
+                                f"training text's vocabulary are not scored (in lines mode, "
+                                f"the lines holding them)")
     return corpus
+
+
+def held_out(text: str, vocab: Vocabulary, mode: str) -> tuple[Split | None, int]:
+    """A validation split of a separate text, and the characters left unscored: in lines mode
+    the lines holding a character outside vocab; in stream mode the text is cut at such
+    characters into runs, each a document."""
+    if mode == "lines":
+        lines = normalise_lines(text).split("\n")
+        good = [line for line in lines if line and vocab.encode_known(line)[1].all()]
+        skipped = sum(len(line) for line in lines) - sum(len(line) for line in good)
+        if not good:
+            return None, skipped
+        return line_split(vocab.encode("\n".join(good)), vocab.boundary), skipped
+    indices, known = vocab.encode_known(text)
+    return known_runs(indices, known), int((~known).sum())
+
+
+def corpus_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """The text of a corpus file, or of every text file of a directory (one after another),
+    undecodable bytes replaced: for a summary such as charrnn.choose's."""
+    path = Path(path)
+    files = text_files(path)[0] if path.is_dir() else [path]
+    if not files:
+        raise CharRNNError(f"corpus directory {path} holds no text files; give a folder of "
+                           f"text files, or a file")
+    return "\n".join(read_text(file, encoding, "replace") for file in files)
+
+
+SNIFF_BYTES = 8192
+
+
+def text_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(text files, binary files) under folder, in sorted path order; hidden files and folders
+    are left out. A file is binary when its first SNIFF_BYTES hold a NUL byte."""
+    texts, binary = [], []
+    for path in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if not path.is_file():
+            continue
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        (binary if b"\0" in head else texts).append(path)
+    return texts, binary
+
+
+def _load_documents(folder: Path, mode: str, val_fraction: float, seed: int,
+                    vocab: Vocabulary | None, encoding: str, errors: str) -> Corpus:
+    """Every text file under folder, one document each. Lines mode pools their lines (and
+    splits them as one file's); stream mode holds out the last val_fraction of each document,
+    so the validation text comes from every document."""
+    files, binary = text_files(folder)
+    skipped = (f" ({len(binary)} binary file(s) skipped: {', '.join(p.name for p in binary[:3])}"
+               f"{', ...' if len(binary) > 3 else ''})" if binary else "")
+    texts = []
+    for path in files:
+        try:
+            text = read_text(path, encoding, errors)
+        except CharRNNError as error:
+            if "is empty" in str(error):
+                continue
+            raise
+        texts.append(normalise_lines(text) if mode == "lines" else text)
+    if not texts:
+        raise CharRNNError(f"corpus directory {folder} holds no text files{skipped}; give a "
+                           f"folder of text files, or a file")
+    notes = [f"corpus {folder}: {len(binary)} binary file(s) skipped: "
+             f"{', '.join(str(p.relative_to(folder)) for p in binary[:5])}"
+             f"{', ...' if len(binary) > 5 else ''}"] if binary else []
+    where = f"corpus {folder}"
+    if mode == "lines":
+        joined = "\n".join(text.rstrip("\n") for text in texts)
+        corpus = build_corpus(joined, mode, val_fraction, seed, vocab, where)
+    else:
+        vocab = vocab or Vocabulary.from_text("".join(texts))
+        documents = [vocab.encode(text, f"{where}: {path}") for text, path in zip(texts, files)]
+        heads, tails = [], []
+        for tokens in documents:
+            n_val = int(len(tokens) * val_fraction)
+            n_val = n_val if n_val >= 2 else 0
+            heads.append(tokens[: len(tokens) - n_val])
+            if n_val:
+                tails.append(tokens[len(tokens) - n_val:])
+        corpus = Corpus(vocab, mode, _documents(heads), _documents(tails) if tails else None)
+        corpus.fingerprint = corpus_fingerprint(vocab, np.concatenate(documents))
+        corpus.fingerprint["documents"] = len(documents)
+    corpus.notes = notes
+    return corpus
+
+
+def _documents(pieces: list[np.ndarray]) -> Split:
+    pieces = [piece for piece in pieces if len(piece)]
+    starts = np.cumsum([0] + [len(piece) for piece in pieces[:-1]]).astype(np.int64)
+    return Split(np.concatenate(pieces), document_starts=starts)
 
 
 @dataclass
@@ -219,6 +349,7 @@ class Batch:
     y: np.ndarray
     mask: np.ndarray | None
     reset: bool  # the carried hidden state starts from zero for this batch
+    reset_lanes: np.ndarray | None = None  # (B,) bool: these lanes start a document from zero
 
     @property
     def characters(self) -> int:
@@ -252,6 +383,59 @@ class StreamBatches:
         window = self.tokens[(self.stream_starts + self.position)[None, :] + self.offsets[:, None]]
         self.position += self.seq_length
         return Batch(window[:-1], window[1:], None, reset)
+
+
+class DocumentBatches:
+    """Stream mode over several documents: every lane reads whole documents (a long one cut
+    into pieces about a lane long, overlapping by one character), each from a zero state.
+
+    Each piece starts at a chunk boundary and fills whole chunks of seq_length steps (its last
+    chunk padded, the padding masked out of loss and gradient), so a lane's state is reset
+    exactly where its next document begins (Batch.reset_lanes). Lanes take pieces longest
+    first, each to the lane with the fewest chunks; at the end all lanes wrap to 0 together.
+    """
+
+    def __init__(self, split: Split, batch_size: int, seq_length: int, where: str = "corpus"):
+        documents = [d for d in split.documents() if len(d) >= 2]
+        total = sum(len(d) - 1 for d in documents)
+        piece = max(seq_length, -(-total // batch_size))
+        pieces = [d[first: first + piece + 1] for d in documents
+                  for first in range(0, len(d) - 1, piece)]
+        if not pieces:
+            raise CharRNNError(f"{where}: no document has two characters to train on")
+        lanes = [[] for _ in range(batch_size)]
+        filled = np.zeros(batch_size, dtype=np.int64)  # chunks per lane
+        for p in sorted(pieces, key=len, reverse=True):
+            lane = int(np.argmin(filled))
+            lanes[lane].append((int(filled[lane]), p))
+            filled[lane] += -(-(len(p) - 1) // seq_length)
+        self.chunks = int(filled.max())
+        T = self.chunks * seq_length
+        dtype = pieces[0].dtype
+        self.x = np.zeros((T, batch_size), dtype=dtype)
+        self.y = np.zeros((T, batch_size), dtype=dtype)
+        self.mask = np.zeros((T, batch_size), dtype=bool)
+        self.starts = np.zeros((self.chunks, batch_size), dtype=bool)
+        for lane, placed in enumerate(lanes):
+            for chunk, p in placed:
+                at = chunk * seq_length
+                self.x[at: at + len(p) - 1, lane] = p[:-1]
+                self.y[at: at + len(p) - 1, lane] = p[1:]
+                self.mask[at: at + len(p) - 1, lane] = True
+                self.starts[chunk, lane] = True
+        self.seq_length = seq_length
+        self.position = 0  # in chunks
+        self.started = False
+
+    def next(self) -> Batch:
+        if not self.started or self.position >= self.chunks:
+            self.position = 0
+        reset = self.position == 0
+        self.started = True
+        rows = slice(self.position * self.seq_length, (self.position + 1) * self.seq_length)
+        lanes = self.starts[self.position]
+        self.position += 1
+        return Batch(self.x[rows], self.y[rows], self.mask[rows], reset, lanes)
 
 
 def gather_lines(split: Split, line_ids: np.ndarray) -> Batch:
@@ -298,6 +482,8 @@ def eval_batches(split: Split, mode: str, batch_size: int, seq_length: int,
             mean_length = float(np.mean(split.lengths + 1))
             wanted = min(len(line_ids), max(1, int(max_chars / mean_length)))
             line_ids = np.unique(np.linspace(0, len(line_ids) - 1, wanted).round().astype(int))
+        # by length, so a batch pads little (the sum does not depend on the order)
+        line_ids = line_ids[np.argsort(split.lengths[line_ids], kind="stable")]
         for first in range(0, len(line_ids), batch_size):
             yield gather_lines(split, line_ids[first: first + batch_size])
         return

@@ -156,9 +156,10 @@ def test_missing_corpus(tmp_path):
                        ok=False), "not found", "nope.txt")
 
 
-def test_corpus_that_is_a_directory(tmp_path):
+def test_corpus_that_is_a_directory_without_text_files(tmp_path):
+    # a directory is a corpus of its text files, one document each (tests/test_budget.py)
     one_line_error(run("train", "--corpus", tmp_path, "--out", tmp_path / "o.npz", ok=False),
-                   "is a directory")
+                   "holds no text files")
 
 
 def test_empty_corpus(tmp_path):
@@ -303,10 +304,8 @@ def test_eval_split_val_scores_the_held_out_part_like_the_trainer(text_model):
     state.params = saved.params
     result = json.loads(run("eval", "--checkpoint", text_model, "--split", "val",
                             "--json").stdout)
-    # every character of each of the streams the split is cut into, but each stream's first
-    val_length = len(state.corpus.val.tokens)
-    streams = min(64, (val_length - 1) // saved.config.training.seq_length)
-    assert result["characters"] == (val_length // streams - 1) * streams
+    # every character of the split but its first (issue 23, point 6)
+    assert result["characters"] == len(state.corpus.val.tokens) - 1
     assert result["nats_per_char"] == pytest.approx(state.evaluate(None), rel=1e-9)
     assert run("eval", "--checkpoint", text_model, ok=False).exit_code == 2
 

@@ -37,7 +37,9 @@ def test_batched_runs_score_as_each_run_alone(cell):
 def test_segments_of_a_long_run_match_the_validation_cut():
     tokens = np.arange(1000) % 7
     segments = stream_segments(tokens, batch_size=4, seq_length=50)
-    assert len(segments) == 4 and all(len(s) == 250 for s in segments)
+    # four pieces overlapping by one character: every character but the first is a target
+    assert [len(s) for s in segments] == [251, 251, 251, 250]
+    assert sum(len(s) - 1 for s in segments) == len(tokens) - 1
     model = Model.init(ModelSpec(vocab_size=7, hidden_size=5), np.random.default_rng(1))
     batched = score_segments(model, segments, 4, 50)
     alone = score_split(model, Split(tokens), "stream", 4, 50)
