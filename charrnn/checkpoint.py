@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,10 @@ from charrnn.config import Config, config_from_yaml_text
 from charrnn.errors import CharRNNError
 from charrnn.model import Model, ModelSpec, param_shapes, state_keys
 from charrnn.plumbing import writing
-from charrnn.plumbing.paths import TEMP_SUFFIX  # noqa: F401  (TEMP_SUFFIX: re-exported)
+from charrnn.plumbing.paths import (
+    TEMP_SUFFIX,  # noqa: F401  (TEMP_SUFFIX: re-exported)
+    same_file,
+)
 from charrnn.plumbing.terminal import shown as quoted
 from charrnn.plumbing.writing import replacing
 from charrnn.vocab import MAX_VOCAB_SIZE, Vocabulary
@@ -261,6 +265,42 @@ def load_checkpoint_config(path: str | Path) -> Config:
                             lambda read, headers, where: _records(read, headers, where)[0])
 
 
+def load_checkpoint_records(path: str | Path) -> tuple[Config, dict]:
+    """The stored config and meta, checked as load_checkpoint checks them, without the weights:
+    which run a file holds, and where its corpus is."""
+    path = Path(path)
+    return _read_checkpoint(path, f"checkpoint {path}",
+                            lambda read, headers, where: _records(read, headers, where)[::2])
+
+
+def training_corpus(config: Config, meta: dict, given: str | Path | None = None,
+                    hint: str = "pass its path with --corpus") -> str:
+    """The text a checkpoint was trained on, found from any folder: `given` when the user names
+    it, else the absolute path stored at training (meta 'corpus_path'), else data.corpus as it
+    was typed (older checkpoints: relative to the current folder). Whoever reads it compares
+    it with meta 'corpus' (its fingerprint), so a file of the same name is never taken for it.
+    """
+    if given is not None:
+        return str(given)
+    typed, absolute = config.data.corpus, meta.get("corpus_path")
+    if absolute and os.path.exists(typed) and same_file(typed, absolute):
+        return typed  # as it was given, where it was given
+    for candidate in (absolute, typed):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    stored = f" (stored as {absolute})" if absolute and absolute != typed else ""
+    raise CharRNNError(f"the training corpus {typed} is not found{stored}; {hint}")
+
+
+def corpus_inputs(config: Config, meta: dict) -> dict[str, str]:
+    """The training corpus under each name a checkpoint holds for it (as typed, and absolute),
+    for plumbing.paths.check_outputs: a command that may read it never writes over it."""
+    inputs = {"the checkpoint's training corpus": config.data.corpus}
+    if meta.get("corpus_path") and meta["corpus_path"] != config.data.corpus:
+        inputs["the checkpoint's training corpus (stored as)"] = meta["corpus_path"]
+    return inputs
+
+
 def _read_checkpoint(path: Path, where: str, use):
     """use(read, headers, where) on the open archive, once the file is there and holds the
     records of a checkpoint; read(name) gives one array; anything amiss is a CharRNNError."""
@@ -363,6 +403,11 @@ def _meta(text: str, where: str) -> dict:
             raise CharRNNError(f"{where}: meta {key!r} is {str(best)[:40]!r}, not a finite "
                                f"number; the file is damaged")
     _check_fingerprint(meta.get("corpus"), where)
+    corpus_path = meta.get("corpus_path")
+    if corpus_path is not None and (not isinstance(corpus_path, str) or "\0" in corpus_path
+                                    or not os.path.isabs(corpus_path)):
+        raise CharRNNError(f"{where}: meta 'corpus_path' is {quoted(corpus_path, 60)}, not an "
+                           f"absolute path; the file is damaged")
     if not isinstance(meta.get("stream_started", False), bool):
         raise CharRNNError(f"{where}: meta 'stream_started' is not true or false; the file is "
                            f"damaged")

@@ -18,6 +18,8 @@ from charrnn.errors import CharRNNError
 from charrnn.model import ModelSpec, param_shapes
 from charrnn.plumbing.metrics_log import log_output, read_log
 from charrnn.plumbing.paths import Output, check_outputs, check_writable, same_file
+from charrnn.plumbing.portability import memory_limit
+from charrnn.plumbing.terminal import shown
 from charrnn.plumbing.writing import output_lock as _lock
 
 
@@ -64,6 +66,79 @@ def check_run_files(config: Config, resume: str | Path | None = None,
                 raise CharRNNError(f"{item.what} {item.path} exists and is not a charrnn "
                                    f"checkpoint; charrnn will not replace it: {item.hint}")
     read_log(outputs[2].path, config.training.log_format)  # refuses a file that is not ours
+
+
+# settings that say where a run writes and how fast it goes, not which run it is
+NOT_THE_RUN = ("training.out", "training.threads", "data.corpus", "data.cache")
+# what a resumed run cannot change: its lineage is the model, the data and the seed
+LINEAGE_SECTIONS = ("model", "data")
+OVERWRITE_HINT = "pass another --out, or --overwrite to replace it"
+
+
+def check_lineage(config: Config, resume: str | Path | None = None) -> None:
+    """Before any work: a checkpoint, best checkpoint or log at --out is replaced only by its
+    own run: the run resumed from it, or a run of the same config on the same text (the same
+    corpus fingerprint). Another run's is refused, naming the run it holds and the way out
+    (`charrnn train --overwrite` skips this check)."""
+    from charrnn.checkpoint import is_checkpoint, load_checkpoint_records
+
+    out = Path(config.training.out)
+    if resume is not None and same_file(resume, out):
+        return  # continuing the run in place: its best and log are its own
+    found = False
+    for path, what in ((out, "checkpoint"), (best_path(out), "the best checkpoint")):
+        if not path.is_file() or not is_checkpoint(path):
+            continue  # nothing there; a file that is no checkpoint is refused by check_run_files
+        found = True
+        held, meta = load_checkpoint_records(path)
+        if resume is not None:
+            lineage, lineage_meta = load_checkpoint_records(resume)
+            why = _config_difference(held, lineage, LINEAGE_SECTIONS, ("training.seed",))
+            why = why or _text_difference(meta, lineage_meta)
+        else:
+            why = _config_difference(held, config) or _text_difference(meta, None, config)
+        if why:
+            raise CharRNNError(f"{what} {path} holds another run (step {meta.get('step', 0)} of "
+                               f"a run on {held.data.corpus}; {why}); charrnn will not replace "
+                               f"it: {OVERWRITE_HINT}")
+    log = log_path(out, config.training.log_format)
+    if not found and (resume is None or not same_file(resume, log)) and read_log(
+            log, config.training.log_format):
+        raise CharRNNError(f"the metrics log {log} holds the records of a run whose checkpoint "
+                           f"is not there; charrnn will not replace it: {OVERWRITE_HINT}")
+
+
+def _config_difference(held: Config, now: Config, sections=None, keys=()) -> str | None:
+    """The settings in which two configs differ, as 'key then -> now', beyond NOT_THE_RUN."""
+    then, wanted = held.to_dict(), now.to_dict()
+    changed = [f"{section}.{name} {shown(value, 40)} -> {shown(wanted[section].get(name), 40)}"
+               for section, values in then.items() for name, value in values.items()
+               if f"{section}.{name}" not in NOT_THE_RUN
+               and (sections is None or section in sections or f"{section}.{name}" in keys)
+               and wanted[section].get(name) != value]
+    if not changed:
+        return None
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return f"its config differs: {', '.join(changed[:3])}{more}"
+
+
+def _text_difference(meta: dict, other: dict | None, config: Config | None = None) -> str | None:
+    """How the text a checkpoint was trained on differs from another checkpoint's, or from the
+    corpus a new run would read (read only when it is a regular file)."""
+    from charrnn.corpus import fingerprint_difference, load_corpus
+
+    held = meta.get("corpus")
+    if other is not None:
+        now = other.get("corpus")
+    elif held is None or not Path(config.data.corpus).is_file():
+        return None  # an older checkpoint, or a pipe that can be read only once: the config
+    else:
+        data = config.data
+        now = load_corpus(data.corpus, data.mode, data.val_fraction, config.training.seed,
+                          encoding=data.encoding, errors=data.errors,
+                          use_cache=data.cache).fingerprint  # cached: the run reads it again
+    changed = fingerprint_difference(held, now)
+    return f"trained on another text: {changed}" if changed else None
 
 
 def checkpoint_bytes(run) -> int:

@@ -320,7 +320,8 @@ def test_stale_temporaries_of_checkpoints_logs_and_caches_are_removed_at_the_nex
     for path in [*stale, stale_cache, live_cache]:
         path.write_bytes(b"half written")
     Path("names.txt").write_text(Path("names.txt").read_text() + "zed\n")  # a cache miss
-    succeeded(cli("train", "--config", "run.yaml", "--out", OUT))
+    # another text: the previous run's files are replaced only when asked (issue 18)
+    succeeded(cli("train", "--config", "run.yaml", "--out", OUT, "--overwrite"))
     assert not any(path.exists() for path in [*stale, stale_cache])
     try:
         assert live_cache.exists()  # a temporary of a run still writing it stays

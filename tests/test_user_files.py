@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -307,3 +308,190 @@ def test_a_bad_scheduler_address_is_one_line(tmp_path, address):
     assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("Error: --address") and "tcp://127.0.0.1:8786" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- 1. train replaces only its own run's files ---------------------------------------------------
+def run_files(out: Path) -> list[Path]:
+    return [out, out.with_name(out.stem + ".best.npz"), out.with_name(out.stem + ".jsonl")]
+
+
+@pytest.mark.parametrize("change", ["corpus", "config", "init-from"])
+def test_train_refuses_another_runs_files_at_out(tmp_path, change):
+    mine = names_corpus(tmp_path, every=8, name="mine.txt")
+    other = names_corpus(tmp_path, every=9, name="other.txt")
+    out = tmp_path / "run" / "m.npz"
+    train_cli(mine, out)
+    before = hashes(*run_files(out))
+    if change == "corpus":
+        args = [other, out]
+    elif change == "config":
+        args = [mine, out, "--set", "training.lr=0.5"]
+    else:
+        train_cli(mine, tmp_path / "w.npz", "--set", "model.hidden_size=8")
+        args = [mine, out, "--init-from", tmp_path / "w.npz", "--set", "training.lr=0.5"]
+    line = error_line(train_cli(*args, ok=False))
+    assert f"checkpoint {out} holds another run" in line
+    assert "--out" in line and "--overwrite" in line
+    assert ("another text" in line) if change == "corpus" else ("training.lr" in line)
+    assert hashes(*run_files(out)) == before
+    assert sorted(os.listdir(out.parent)) == sorted(path.name for path in run_files(out))
+    train_cli(*args, "--overwrite")  # the way out the message names
+    assert sha256(out) != before[str(out)]
+
+
+def test_train_refuses_a_log_or_best_left_by_another_run(tmp_path):
+    corpus = names_corpus(tmp_path)
+    out = tmp_path / "m.npz"
+    train_cli(corpus, out)
+    out.unlink()  # the checkpoint gone, its best and log still there
+    train_cli(corpus, tmp_path / "x.npz", "--set", "training.seed=5")
+    os.replace(tmp_path / "x.best.npz", out.with_name("m.best.npz"))
+    before = hashes(*run_files(out)[1:])
+    line = error_line(train_cli(corpus, out, ok=False))
+    assert "the best checkpoint" in line and "training.seed" in line
+    out.with_name("m.best.npz").unlink()
+    line = error_line(train_cli(corpus, out, ok=False))
+    assert f"the metrics log {out.with_name('m.jsonl')}" in line and "--overwrite" in line
+    assert hashes(out.with_name("m.jsonl")) == {k: v for k, v in before.items() if "jsonl" in k}
+
+
+def test_train_continues_its_own_run(tmp_path):
+    """The same command again, and --resume (in place or to another --out holding its copy),
+    are this run's lineage: nothing is refused."""
+    corpus = names_corpus(tmp_path)
+    out = tmp_path / "m.npz"
+    train_cli(corpus, out)
+    train_cli(corpus, out)
+    run_cli("train", "--resume", out, "--steps", 10)
+    shutil.copy(out, tmp_path / "copy.npz")
+    run_cli("train", "--resume", out, "--out", tmp_path / "copy.npz", "--steps", 15)
+
+
+# --- 8. a checkpoint finds its corpus from any folder ---------------------------------------------
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    """A run trained in tmp_path/project on own/text.txt (a relative path), and a second folder
+    to work from."""
+    project, other = tmp_path / "project", tmp_path / "other"
+    (project / "own").mkdir(parents=True)
+    other.mkdir()
+    names_corpus(project / "own", name="text.txt")
+    monkeypatch.chdir(project)
+    train_cli(Path("own/text.txt"), Path("run/m.npz"))
+    monkeypatch.chdir(other)
+    return project, other
+
+
+def test_checkpoint_records_the_corpus_absolute_and_as_given(elsewhere):
+    from charrnn.checkpoint import load_checkpoint
+
+    project, _ = elsewhere
+    saved = load_checkpoint(project / "run" / "m.npz")
+    assert saved.config.data.corpus == "own/text.txt"
+    assert saved.meta["corpus_path"] == str(project / "own" / "text.txt")
+
+
+def test_resume_eval_and_info_find_the_corpus_from_another_folder(elsewhere):
+    project, _ = elsewhere
+    checkpoint = project / "run" / "m.npz"
+    split = json.loads(run_cli("eval", "--checkpoint", checkpoint, "--split", "val",
+                               "--json").output)
+    assert split["characters"] > 0
+    assert "the same text" in run_cli("info", checkpoint).output
+    run_cli("train", "--resume", checkpoint, "--steps", 10)
+
+
+def test_a_moved_corpus_is_named_with_eval_corpus_and_checked_by_fingerprint(elsewhere):
+    project, other = elsewhere
+    checkpoint = project / "run" / "m.npz"
+    before = json.loads(run_cli("eval", "--checkpoint", checkpoint, "--split", "val",
+                                "--json").output)
+    os.replace(project / "own" / "text.txt", other / "moved.txt")
+    line = error_line(run_cli("eval", "--checkpoint", checkpoint, "--split", "val", ok=False))
+    assert "own/text.txt is not found" in line and "--corpus" in line
+    assert "not found from this folder" in run_cli("info", checkpoint).output
+    moved = json.loads(run_cli("eval", "--checkpoint", checkpoint, "--split", "val",
+                               "--corpus", "moved.txt", "--json").output)
+    assert {**moved, "corpus": None} == {**before, "corpus": None}
+    names_corpus(other, every=3, name="impostor.txt")
+    line = error_line(run_cli("eval", "--checkpoint", checkpoint, "--split", "val", "--corpus",
+                              "impostor.txt", ok=False))
+    assert "characters then" in line
+    run_cli("train", "--resume", checkpoint, "--corpus", "moved.txt", "--steps", 10)
+
+
+def test_older_checkpoints_without_the_absolute_path_still_load(elsewhere):
+    """A checkpoint written before corpus_path: found as typed, from the folder it names."""
+    from charrnn.checkpoint import load_checkpoint, save_checkpoint
+
+    project, _ = elsewhere
+    saved = load_checkpoint(project / "run" / "m.npz")
+    del saved.meta["corpus_path"]
+    save_checkpoint(project / "old.npz", saved)
+    line = error_line(run_cli("eval", "--checkpoint", project / "old.npz", "--split", "val",
+                              ok=False))
+    assert "own/text.txt is not found" in line
+    os.chdir(project)
+    run_cli("eval", "--checkpoint", "old.npz", "--split", "val")
+    run_cli("info", "old.npz")
+
+
+# --- 2, 3, 4. viz: implied inputs protected, bounded reads, no FIFO opened ------------------------
+def test_viz_never_writes_over_the_corpus_it_reads_by_default(elsewhere):
+    project, other = elsewhere
+    checkpoint = project / "run" / "m.npz"
+    corpus = project / "own" / "text.txt"
+    before = hashes(corpus)
+    for out in (corpus, Path(os.path.relpath(corpus, other))):
+        line = error_line(run_cli("viz", "--checkpoint", checkpoint, "--out", out, ok=False))
+        assert "the checkpoint's training corpus" in line and "never writes over" in line
+    os.chdir(project)  # as typed, from the folder it was trained in
+    line = error_line(run_cli("viz", "--checkpoint", checkpoint, "--out", "own/text.txt",
+                              ok=False))
+    assert "the checkpoint's training corpus" in line
+    assert hashes(corpus) == before
+    run_cli("viz", "--checkpoint", checkpoint, "--out", other / "page.html")
+
+
+def test_viz_text_reads_only_what_the_page_shows(tmp_path, monkeypatch):
+    from charrnn.plumbing import reading
+
+    corpus = names_corpus(tmp_path)
+    out = tmp_path / "m.npz"
+    train_cli(corpus, out)
+    big = tmp_path / "big.txt"
+    line = ("abcdefghij" * 9 + "\n").encode()
+    with open(big, "wb") as handle:
+        handle.write(line * (48 * 2**20 // len(line)))  # 48 MiB
+    read = []
+    original = reading._read_chunk
+    monkeypatch.setattr(reading, "_read_chunk",
+                        lambda handle, size: read.append(original(handle, size)) or read[-1])
+    result = run_cli("viz", "--checkpoint", out, "--text", big, "--length", 500,
+                     "--out", tmp_path / "page.html")
+    assert "its first 5 lines" in result.stderr
+    assert sum(map(len, read)) <= 2 * reading.CHUNK_BYTES < big.stat().st_size
+
+
+@pytest.mark.slow
+def test_viz_without_text_never_opens_the_fifo_a_checkpoint_was_trained_from(tmp_path):
+    import threading
+
+    fifo = tmp_path / "corpus.fifo"
+    os.mkfifo(fifo)
+    text = names_corpus(tmp_path).read_bytes()
+
+    def feed():
+        with open(fifo, "wb") as handle:
+            handle.write(text)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    train_cli(fifo, tmp_path / "m.npz", "--set", "data.cache=false")
+    writer.join(timeout=HANG_GUARD)
+    done = subprocess.run(charrnn("viz", "--checkpoint", tmp_path / "m.npz", "--out",
+                                  tmp_path / "page.html"), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=HANG_GUARD, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "pipe (FIFO)" in done.stderr
+    assert "--text" in done.stderr and not (tmp_path / "page.html").exists()

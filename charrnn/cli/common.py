@@ -22,6 +22,17 @@ def _terminated(signum, frame):
     raise Interrupted(signum)
 
 
+# what each command can do with less memory (a hint names the real cause, never another's)
+MEMORY_HINTS = {
+    "train": "lower model.hidden_size or training.batch_size",
+    "sample": "lower --num or --length (or --beam)",
+    "viz": "lower --length, or use a smaller model",
+    "gradflow": "lower --length, or use a smaller model",
+    "eval_command": "evaluate a shorter text, or a smaller model",
+    "sweep": "lower --workers, or the trials' model.hidden_size and training.batch_size",
+}
+
+
 def friendly_errors(command):
     """Turn CharRNNError into click's one-line 'Error: ...' and exit status 1; what the message
     quotes from files (paths, config values) reaches the terminal escaped (`printable`).
@@ -39,9 +50,10 @@ def friendly_errors(command):
         except CharRNNError as error:
             raise click.ClickException(printable(error)) from None
         except MemoryError as error:  # whatever no size check foresaw: still one line
-            raise click.ClickException(f"out of memory ({str(error) or 'MemoryError'}); lower "
-                                       f"model.hidden_size, training.batch_size, --num or "
-                                       f"--length") from None
+            hint = MEMORY_HINTS.get(command.__name__, "free some memory, or give it less to do")
+            raise click.ClickException(f"out of memory ({str(error) or 'MemoryError'}) in "
+                                       f"charrnn {command.__name__.removesuffix('_command')}; "
+                                       f"{hint}") from None
         except (Interrupted, KeyboardInterrupt) as stop:
             if not isinstance(stop, Interrupted):
                 stop = Interrupted(signal.SIGINT)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.checkpoint import load_checkpoint, training_corpus
 from charrnn.cli.common import default_checkpoint, friendly_errors
 from charrnn.corpus import read_text
 from charrnn.evaluate import evaluate_corpus_split, evaluate_text
@@ -20,15 +21,25 @@ from charrnn.evaluate import evaluate_corpus_split, evaluate_text
 @click.argument("textfile", type=click.Path(dir_okay=False), required=False)
 @click.option("--split", type=click.Choice(["val", "train"]),
               help="instead of TEXTFILE: the checkpoint's own corpus split, cut as in training")
+@click.option("--corpus", type=click.Path(dir_okay=False),
+              help="with --split: the training corpus, moved or copied since (it must hold the "
+                   "same text) [default: where training read it]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--encoding", default="utf-8", show_default=True, help="text encoding")
 @friendly_errors
-def eval_command(checkpoint, textfile, split, as_json, encoding):
+def eval_command(checkpoint, textfile, split, corpus, as_json, encoding):
     """Loss of a checkpoint on TEXTFILE (or --split val): nats/char, bits/char, perplexity."""
     if (textfile is None) == (split is None):
         raise click.UsageError("give a TEXTFILE or --split val, exactly one of them")
+    if corpus is not None and split is None:
+        raise click.UsageError("--corpus names the training corpus for --split; to evaluate "
+                               "another text, give it as TEXTFILE")
     saved = load_checkpoint(Path(checkpoint) if checkpoint else default_checkpoint())
-    if split:
+    if split:  # found from any folder; evaluate_corpus_split checks it by its fingerprint
+        found = training_corpus(saved.config, saved.meta, corpus,
+                                hint="pass it with --corpus (the same text: its fingerprint is "
+                                     "checked)")
+        saved = replace(saved, config=saved.config.replace(data={"corpus": found}))
         result = evaluate_corpus_split(saved, split)
     else:
         text = read_text(textfile, encoding, "strict", what="text")

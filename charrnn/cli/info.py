@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from charrnn.checkpoint import Checkpoint, load_checkpoint
+from charrnn.checkpoint import Checkpoint, load_checkpoint, training_corpus
 from charrnn.cli.common import friendly_errors
 from charrnn.export import export_formats
 from charrnn.plumbing.terminal import printable
@@ -31,6 +31,8 @@ def checkpoint_info(path: Path, saved: Checkpoint) -> dict:
         "data_mode": saved.config.data.mode,
         "corpus": saved.config.data.corpus,
         "corpus_fingerprint": saved.corpus_fingerprint,
+        "corpus_path": meta.get("corpus_path"),  # absolute, as training saw it (newer files)
+        "corpus_here": corpus_here(saved),
         "step": saved.step,
         "steps": saved.config.training.steps,
         "chars_seen": int(meta.get("chars_seen", 0)),
@@ -66,11 +68,38 @@ def info(checkpoint, as_json):
     fingerprint = facts["corpus_fingerprint"]
     _say(f"  corpus      {facts['corpus']} ({facts['data_mode']} mode"
          f"{'' if not fingerprint else f'; {fingerprint_text(fingerprint)}'})")
+    if facts["corpus_path"] and facts["corpus_path"] != facts["corpus"]:
+        _say(f"              stored as {facts['corpus_path']}")
+    _say(f"              {facts['corpus_here']}")
     _say(f"  export to   {', '.join(facts['export_formats']) or '-'} "
          f"(charrnn export CHECKPOINT --to FORMAT --out PATH)")
     _say("  config:")
     for line in saved_yaml(facts).rstrip("\n").split("\n"):
         _say("    " + line)
+
+
+def corpus_here(saved: Checkpoint) -> str:
+    """Where the training corpus is found from this folder, and whether it is still the text
+    the run was trained on (by its fingerprint). A pipe or device is never opened."""
+    from charrnn.corpus import fingerprint_difference, load_corpus
+    from charrnn.errors import CharRNNError
+
+    data = saved.config.data
+    try:
+        found = training_corpus(saved.config, saved.meta)
+    except CharRNNError:
+        return "not found from this folder (give it to eval --corpus, train --corpus)"
+    if not Path(found).is_file():
+        return f"found at {found}, which is no regular file: not read"
+    if saved.corpus_fingerprint is None:
+        return f"found at {found} (this checkpoint has no fingerprint to compare)"
+    try:
+        now = load_corpus(found, data.mode, data.val_fraction, saved.config.training.seed,
+                          encoding=data.encoding, errors=data.errors, use_cache=data.cache)
+    except CharRNNError as error:
+        return f"found at {found}, but it cannot be read: {error}"
+    changed = fingerprint_difference(saved.corpus_fingerprint, now.fingerprint)
+    return f"found at {found}: " + (f"another text ({changed})" if changed else "the same text")
 
 
 def _say(text: str) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.checkpoint import corpus_inputs, load_checkpoint
 from charrnn.cli.common import command_line_text, default_checkpoint, friendly_errors
-from charrnn.corpus import read_text
+from charrnn.plumbing.terminal import printable
 from charrnn.viz import (
     DEFAULT_LENGTH,
     FINDINGS,
@@ -20,6 +20,7 @@ from charrnn.viz import (
     default_text,
     find_units,
     prepare_text,
+    read_start,
     trace_model,
     write_page,
 )
@@ -51,28 +52,31 @@ def viz(checkpoint, text_file, prime, length, out, encoding, listed):
     inputs = {"--checkpoint": path, "--text": text_file}
     check_output_path(out, inputs)  # before any work: never write over an input
     saved = load_checkpoint(path)
+    inputs.update(corpus_inputs(saved.config, saved.meta))  # read when no --text is given
+    check_output_path(out, inputs)
     mode = saved.config.data.mode
+    more = False
     if prime is not None:
         text, source = command_line_text(prime), "--prime"
-    elif text_file is not None:
-        text, source = read_text(text_file, encoding, "strict", what="text"), str(text_file)
+    elif text_file is not None:  # only the start the page shows is read
+        (text, more), source = read_start(text_file, mode, length, encoding), str(text_file)
     else:
         text, source = default_text(saved, length)
-    text, source = prepare_text(text, mode, length, source)
+    text, source = prepare_text(text, mode, length, source, more)
     trace = trace_model(saved, text, mode, facts=checkpoint_facts(saved, path, source))
     findings = find_units(trace.text, trace.series, mode, trace.known, limit=listed)
     written = write_page(out, build_page(trace, findings), inputs)
     unknown = int((~trace.known).sum())
     mean = trace.mean_loss()
-    click.echo(f"{len(trace.text):,} characters, {source}: "
-               + ("no character scored" if mean is None else f"{mean:.4f} nats/char")
-               + (f"; {unknown} outside the vocabulary (shown greyed, not scored)"
-                  if unknown else ""), err=True)
+    click.echo(printable(f"{len(trace.text):,} characters, {source}: "  # source: a stored path
+                         + ("no character scored" if mean is None else f"{mean:.4f} nats/char")
+                         + (f"; {unknown} outside the vocabulary (shown greyed, not scored)"
+                            if unknown else "")), err=True)
     for finding in findings[:3]:
         click.echo(f"  {finding.series} unit {finding.unit}: {finding.feature}, "
                    f"r = {finding.r:+.2f}", err=True)
     size = written.stat().st_size
-    click.echo(f"wrote {out} ({size / 1e6:.1f} MB): open it in a browser", err=True)
+    click.echo(printable(f"wrote {out} ({size / 1e6:.1f} MB): open it in a browser"), err=True)
 
 
 command = viz

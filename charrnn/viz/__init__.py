@@ -30,7 +30,14 @@ from charrnn.viz.page import (
     series_kind,
     write_page,
 )
-from charrnn.viz.text import DEFAULT_LENGTH, MAX_LENGTH, check_length, default_text, prepare_text
+from charrnn.viz.text import (
+    DEFAULT_LENGTH,
+    MAX_LENGTH,
+    check_length,
+    default_text,
+    prepare_text,
+    read_start,
+)
 from charrnn.viz.trace import LINES_BATCH, TOP_K, Trace, cell_series, trace_model
 from charrnn.viz.units import (
     FINDINGS,
@@ -67,6 +74,7 @@ __all__ = [
     "find_units",
     "page_data",
     "prepare_text",
+    "read_start",
     "script_json",
     "series_kind",
     "text_features",
