@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,14 @@ from charrnn.checkpoint import (
     save_checkpoint,
 )
 from charrnn.config import Config
-from charrnn.corpus import Corpus, LineBatches, StreamBatches, fingerprint_difference, load_corpus
+from charrnn.corpus import (
+    Corpus,
+    DocumentBatches,
+    LineBatches,
+    StreamBatches,
+    fingerprint_difference,
+    load_corpus,
+)
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate_split
 from charrnn.model import Model, ModelSpec, param_shapes
@@ -58,7 +66,17 @@ from charrnn.runfiles import (  # noqa: F401 - best_path, log_path, run_outputs:
     stability_warnings,
 )
 from charrnn.sample import sample_names, sample_text
-from charrnn.schedule import lr_scale, schedule_jump
+from charrnn.schedule import (
+    BEHIND,
+    HARD_CAP,
+    Rates,
+    describe_plan,
+    lr_scale,
+    plan,
+    planned_seconds,
+    schedule_jump,
+    time_cap,
+)
 
 INIT_FROM_MAY_CHANGE = ("dropout", "dtype")  # model keys a run started --init-from may set
 DROPOUT_STREAM = 0xD50  # dropout masks come from default_rng([seed, step, DROPOUT_STREAM])
@@ -80,9 +98,14 @@ class TrainResult:
 
 def train(config: Config, *, resume: str | Path | None = None,
           init_from: str | Path | None = None, progress: bool | None = None,
-          report: Callable[[str, str], None] | None = None) -> TrainResult:
+          report: Callable[[str, str], None] | None = None,
+          plan_evaluations: bool = False) -> TrainResult:
     """Train as the config says; report(kind, text) receives 'warning', 'info', 'progress' and
     'sample' lines (by default they go to stderr).
+
+    With training.time_budget, a new run first plans its steps and schedule at the rate it
+    measures (charrnn.schedule.plan; plan_evaluations: the plan also chooses eval_every and
+    eval_max_chars); a resumed one continues the plan in its checkpoint.
 
     progress: show a tqdm bar (None: only when stderr is a terminal; without the bar, one
     plain 'progress' line is reported per evaluation instead).
@@ -93,8 +116,10 @@ def train(config: Config, *, resume: str | Path | None = None,
     for warning in stability_warnings(config):
         report("warning", f"warning: {warning}")
     check_run_files(config, resume, init_from)  # before any work, not after it
+    started = time.perf_counter()
     with output_lock(out), SignalCatcher() as signals:
-        run, threads = _set_up(config, resume, init_from, out, report)
+        run, threads = _set_up(config, resume, init_from, out, report, started, plan_evaluations)
+        training = run.config.training  # a time budget has fixed steps and schedule
         log = _Log(run, out, progress, report,
                    fresh=resume is None or not same_file(resume, out))
         signals.training()  # from here a signal is a flag: the loop saves, then stops
@@ -103,14 +128,14 @@ def train(config: Config, *, resume: str | Path | None = None,
             report("info", f"{resume or 'the run'} is already at step {run.step}, at or past "
                            f"--steps {training.steps}; nothing to do")
             return TrainResult(out, run.step, run.best_val_loss, None, None, 0.0, 0.0)
-        stop = None
+        stop, cap = None, time_cap(training, run.step)
         try:
             with blas_threads(threads.threads):
                 while run.step < training.steps and stop is None:
                     nll_sum, count, norm, clip_fraction = run.train_step()
                     log.step(nll_sum, count, norm, clip_fraction)
                     last = run.step >= training.steps
-                    out_of_time = 0 < training.time_limit <= log.elapsed()
+                    out_of_time = 0 < cap <= log.elapsed()
                     if run.step % training.eval_every == 0 or last or out_of_time:
                         stop = log.evaluate() or ("time" if out_of_time else None)
                     if training.sample_every and run.step % training.sample_every == 0:
@@ -145,7 +170,7 @@ class Run:
         self.flat_grad = np.empty_like(self.flat_params)
         self.grads = self.layout.views(self.flat_grad)  # the backward writes straight into these
         self.workspace = Workspace()
-        self.notes: list[str] = []  # warnings for the user, found while setting up
+        self.notes = [f"warning: {note}" for note in corpus.notes]  # found while setting up
         self.sigma_vectors: dict = {}  # power-iteration vectors for the logged sigma_max
         self.optimizer = make_optimizer(self.layout, training, dtype)
         meta = meta or {}
@@ -161,8 +186,10 @@ class Run:
         self.evals_since_best = int(meta.get("evals_since_best", 0))
         self.chars_seen = int(meta.get("chars_seen", 0))
         if corpus.mode == "stream":
-            self.batches = StreamBatches(corpus.train, training.batch_size, training.seq_length,
-                                         where=f"corpus {config.data.corpus}")
+            several = len(corpus.train.documents()) > 1  # a folder: a fresh state at each file
+            self.batches = (DocumentBatches if several else StreamBatches)(
+                corpus.train, training.batch_size, training.seq_length,
+                where=f"corpus {config.data.corpus}")
             self.batches.position = int(meta.get("stream_position", 0))
             self.batches.started = bool(meta.get("stream_started", False))
             self.state = self.model.zero_state(training.batch_size)
@@ -180,6 +207,9 @@ class Run:
         batch_size = batch.x.shape[1]
         if self.state is None or batch.reset:
             state0 = self.model.zero_state(batch_size)
+        elif batch.reset_lanes is not None and batch.reset_lanes.any():  # a document begins
+            keep = ~batch.reset_lanes[:, None]
+            state0 = tuple(tuple(a * keep for a in layer) for layer in self.state)
         else:
             state0 = self.state
         # masks from (seed, step) alone, so a resumed run drops exactly the same units
@@ -223,7 +253,7 @@ class Run:
                 "best_val_loss": self.best_val_loss, "best_file_loss": self.best_file_loss,
                 "evals_since_best": self.evals_since_best,
                 "chars_seen": self.chars_seen, "optimizer_t": self.optimizer.t}
-        if isinstance(self.batches, StreamBatches):
+        if isinstance(self.batches, StreamBatches | DocumentBatches):
             meta["stream_position"] = self.batches.position
             meta["stream_started"] = self.batches.started
         if self.corpus.fingerprint is not None:
@@ -240,10 +270,7 @@ class Run:
     def evaluate(self, max_chars: int | None) -> float | None:
         if self.corpus.val is None:
             return None
-        training = self.config.training
-        return evaluate_split(self.model, self.corpus.val, self.corpus.mode,
-                              batch_size=max(training.batch_size, 64),
-                              seq_length=training.seq_length, max_chars=max_chars)
+        return evaluate_split(self.model, self.corpus.val, self.corpus.mode, max_chars=max_chars)
 
     def sample(self, rng: np.random.Generator) -> str:
         if self.corpus.mode == "lines":
@@ -253,8 +280,10 @@ class Run:
                            rng, state0=state0)
 
 
-def _set_up(config: Config, resume, init_from, out: Path, report):
-    """The run (fresh, resumed or from weights) and its BLAS threads; the start line said."""
+def _set_up(config: Config, resume, init_from, out: Path, report, started: float,
+            plan_evaluations: bool):
+    """The run (fresh, resumed or from weights), planned if it has a time budget, and its BLAS
+    threads; the start line said."""
     for path in (out, best_path(out), log_path(out, config.training.log_format)):
         remove_stale_temporaries(path)
     run = start_run(config, resume, init_from)
@@ -264,8 +293,69 @@ def _set_up(config: Config, resume, init_from, out: Path, report):
     spec = run.model.spec
     threads = choose_threads(config.training.threads, config.training.batch_size,
                              spec.hidden_size, run.model.cell.gates)
+    training = config.training
+    if training.time_budget > 0 and resume is not None and training.step_seconds == 0:
+        raise CharRNNError(f"--resume {resume}: the run was not planned for a time budget, and "
+                           f"a resumed run never re-plans; resume without --time, or start a "
+                           f"new run with --time")
+    if training.time_budget > 0 and resume is None:  # rates in the config: injected, not measured
+        rates = (Rates(training.step_seconds, training.eval_seconds) if training.step_seconds
+                 else measure_rates(run, threads.threads, started, plan_evaluations))
+        planned = plan(training, training.time_budget, rates, plan_evaluations)
+        if plan_evaluations and rates.eval_chars_per_second:
+            planned["eval_max_chars"] = _eval_chars(run, training.time_budget, rates)
+        run.config = config.replace(training=planned)
     report("info", start_line(run, threads, out))
     return run, threads
+
+
+EVAL_SHARE = 0.005  # of the budget, for each evaluation when the plan chooses its size
+CALIBRATION_SECONDS, CALIBRATION_EVAL_CHARS = 3.0, 20_000
+
+
+def measure_rates(run: Run, threads: int, started: float, plan_evaluations: bool) -> Rates:
+    """Seconds a training step and an evaluation take on this machine, with the run's threads,
+    measured on a throwaway copy of the run (its steps are not the run's: the run's weights do
+    not depend on how long measuring took). Saves are timed once and shared out: one per
+    checkpoint_every steps, one (the best) per evaluation."""
+    training = run.config.training
+    copy = Run(run.config, run.corpus, {name: value.copy() for name, value in run.params.items()})
+    with blas_threads(threads):
+        copy.train_step()  # the first step allocates the workspace
+        steps, begun = 0, time.perf_counter()
+        while steps < 3 or (time.perf_counter() - begun < CALIBRATION_SECONDS and steps < 500):
+            copy.train_step()
+            steps += 1
+        step_seconds = (time.perf_counter() - begun) / steps
+        eval_chars = _eval_size(run, training.eval_max_chars)
+        sample = min(eval_chars, CALIBRATION_EVAL_CHARS)
+        begun = time.perf_counter()
+        copy.evaluate(sample)
+        eval_rate = sample / max(time.perf_counter() - begun, 1e-9)  # characters a second
+    eval_seconds = eval_chars / eval_rate
+    with tempfile.TemporaryDirectory() as folder:
+        begun = time.perf_counter()
+        save_checkpoint(Path(folder) / "measure.npz", copy.checkpoint())
+        save_seconds = time.perf_counter() - begun
+    if training.checkpoint_every:
+        step_seconds += save_seconds / training.checkpoint_every
+    if plan_evaluations:
+        eval_seconds = min(eval_seconds, EVAL_SHARE * training.time_budget)
+    return Rates(step_seconds, eval_seconds + save_seconds, time.perf_counter() - started,
+                 eval_rate)
+
+
+def _eval_size(run: Run, max_chars: int | None) -> int:
+    if run.corpus.val is None:
+        return 0
+    return min(run.corpus.val.characters, max_chars or run.corpus.val.characters)
+
+
+def _eval_chars(run: Run, budget: float, rates: Rates) -> int | None:
+    """An evaluation's characters when the plan chooses them: all of the validation split if
+    that takes at most EVAL_SHARE of the budget, else as many as do (at least 2,000)."""
+    fits = int(rates.eval_chars_per_second * EVAL_SHARE * budget)
+    return None if fits >= _eval_size(run, None) else max(fits, 2000)
 
 
 class _Log:
@@ -289,6 +379,7 @@ class _Log:
         self.window = new_window()
         self.history: list[dict] = []
         self.val_loss = None
+        self.behind = False  # said once: the run has fallen BEHIND x behind its plan
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -318,7 +409,22 @@ class _Log:
             self.report("progress", progress_line(record, training, elapsed,
                                                   run.step - self.first_step))
         self.window = new_window()
+        self._judge_pace()
         return "patience" if _judge(run, self.val_loss, self.out) else None
+
+    def _judge_pace(self) -> None:
+        training = self.run.config.training
+        if not training.step_seconds or not training.time_budget or self.behind:
+            return
+        expected = planned_seconds(training, self.run.step - self.first_step, len(self.history))
+        if self.elapsed() > BEHIND * expected and self.elapsed() > 5:
+            self.behind = True
+            self.report("warning", f"warning: step {self.run.step} came after "
+                                   f"{self.elapsed():.0f} s where the plan expected "
+                                   f"{expected:.0f} s: this machine is slower now than when "
+                                   f"the plan was measured; the run keeps its "
+                                   f"{training.steps} steps, but stops at "
+                                   f"{HARD_CAP:g} x the budget")
 
     def sample(self) -> None:
         run = self.run
@@ -336,8 +442,8 @@ class _Log:
             self.report("info", f"stopped early at step {run.step} of {training.steps}: no "
                                 f"better validation loss in {training.patience} evaluations")
         elif stop == "time":
-            self.report("info", f"stopped at the {training.time_limit:g} s time limit at step "
-                                f"{run.step} of {training.steps}")
+            self.report("info", f"stopped at the {time_cap(training, self.first_step):g} s "
+                                f"time limit at step {run.step} of {training.steps}")
         seconds = self.elapsed()
         final_train = self.history[-1]["train_loss"] if self.history else None
         return TrainResult(self.out, run.step, run.best_file_loss, self.val_loss, final_train,
@@ -380,7 +486,9 @@ def start_line(run: Run, threads, out: Path) -> str:
     begun = f"resuming at step {run.step}; " if run.step else ""
     return (f"{begun}corpus {run.config.data.corpus} ({corpus.mode} mode, {characters:,} "
             f"characters, vocabulary {len(corpus.vocab)}); model {spec.describe()}, "
-            f"{parameters:,} parameters, {spec.dtype}; {threads.describe()}; writing {out}")
+            f"{parameters:,} parameters, {spec.dtype}; {threads.describe()}; writing {out}"
+            + (f"; {describe_plan(run.config.training)}" if run.config.training.step_seconds
+               and run.config.training.time_budget else ""))
 
 
 class ParamViews(dict):
@@ -401,7 +509,7 @@ def _load_for(config: Config, vocab=None) -> Corpus:
     data = config.data
     corpus = load_corpus(data.corpus, data.mode, data.val_fraction, config.training.seed,
                          vocab=vocab, encoding=data.encoding, errors=data.errors,
-                         use_cache=data.cache)
+                         use_cache=data.cache, val_path=data.val or None)
     check_memory(config, corpus)
     return corpus
 

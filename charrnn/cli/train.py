@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from pathlib import Path
 
 import click
 
 from charrnn.checkpoint import load_checkpoint_config, load_checkpoint_records, training_corpus
+from charrnn.choose import choose
 from charrnn.cli.common import SEED, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
 from charrnn.config import config_path as config_file
+from charrnn.corpus import corpus_text
 from charrnn.plumbing.paths import check_outputs
 from charrnn.plumbing.terminal import printable
 from charrnn.runfiles import check_lineage, check_run_files
+from charrnn.schedule import parse_duration
 from charrnn.train import INIT_FROM_MAY_CHANGE, TrainingInterrupted, run_outputs
 from charrnn.train import train as train_model
 
@@ -22,9 +26,16 @@ from charrnn.train import train as train_model
 @click.command(name="train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help=f"YAML config [default: {DEFAULT_CONFIG}]")
-@click.option("--corpus", help="text file to train on (data.corpus)")
+@click.option("--corpus", help="text file to train on, or a directory of text files, one "
+                                "document each (data.corpus)")
+@click.option("--val", "val_file", help="held-out text to evaluate on (data.val) instead of a "
+                                        "share of the corpus")
 @click.option("--out", help="checkpoint to write (training.out); the best is *.best.npz")
 @click.option("--steps", type=int, help="the step count the run ends at (training.steps)")
+@click.option("--time", "budget", metavar="DURATION",
+              help="train for this long (90s, 10m, 1.5h; training.time_budget): steps and "
+                   "schedule are planned at the measured rate. With --corpus and no --config "
+                   "the model is chosen too [default there: 5m]")
 @click.option("--seed", type=SEED, help="random seed (training.seed)")
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="continue a checkpoint's run (writes back to it unless --out is given)")
@@ -44,8 +55,8 @@ from charrnn.train import train as train_model
               help="show the progress bar [default: only on a terminal; otherwise one line per "
                    "evaluation]")
 @friendly_errors
-def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, encoding, mode,
-          threads, overwrite, progress):
+def train(config_path, corpus, val_file, out, steps, budget, seed, resume, init_from, overrides,
+          encoding, mode, threads, overwrite, progress):
     """Train a model (with no options: the shipped names config).
 
     Progress, samples and the summary go to standard error; nothing is written to standard
@@ -63,14 +74,23 @@ def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, e
         except ValueError:
             raise click.BadParameter(f"expected auto or a whole number, got {threads!r}",
                                      param_hint="--threads") from None
-    flags = {"data.corpus": corpus, "training.out": out or resume,
+    if budget is not None and steps is not None:
+        raise click.UsageError("--time plans the step count for the budget; give --time or "
+                               "--steps, not both")
+    seconds = None if budget is None else parse_duration(budget)
+    chosen, choice = _choose(corpus, config_path, resume, init_from, steps, seconds, mode,
+                             encoding)
+    if chosen and out is None:
+        out = str(Path("checkpoints") / (Path(corpus).stem + ".npz"))
+    flags = {"data.corpus": corpus, "data.val": val_file, "training.out": out or resume,
+             "training.time_budget": None if chosen else seconds,
              "training.steps": steps, "training.seed": seed, "data.encoding": encoding,
              "data.mode": mode, "training.threads": threads}
     settings = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     if resume:
         config = _resumed_config(resume, [*settings, *overrides])
     else:
-        config = load_config(config_path, [*settings, *overrides])
+        config = load_config(config_path, [*chosen, *settings, *overrides])
     if init_from:
         config = _init_from_config(config, init_from, overrides)
     if not resume:  # the config file is an input too: no output may be written over it
@@ -79,8 +99,10 @@ def train(config_path, corpus, out, steps, seed, resume, init_from, overrides, e
         check_run_files(config, resume, init_from)  # an input at --out is said first
         check_lineage(config, resume)
     try:
+        if choice:
+            _report("info", choice)
         result = train_model(config, resume=resume, init_from=init_from, progress=progress,
-                             report=_report)
+                             report=_report, plan_evaluations=bool(chosen))
     except TrainingInterrupted as stop:
         # saved; the process is ending: another Ctrl-C now must not turn into a traceback or
         # change the exit status (the trainer has put the default handlers back)
@@ -101,6 +123,14 @@ def _report(kind: str, text: str) -> None:
     """The trainer's lines, on stderr; paths and config values in them are escaped, and only a
     sample (the model's text) keeps its line breaks."""
     click.echo(printable(text, newlines=kind == "sample"), err=True)
+
+
+def _choose(corpus, config_path, resume, init_from, steps, seconds, mode, encoding):
+    """--corpus without --config (or --resume, --init-from, --steps): the mode and model that
+    charrnn.choose picks for the text and the budget, as settings, and the line saying so."""
+    if corpus is None or config_path or resume or init_from or steps is not None:
+        return [], None
+    return choose(corpus_text(corpus, encoding or "utf-8"), seconds, mode)
 
 
 def _init_from_config(config, init_from: str, overrides):
