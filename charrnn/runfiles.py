@@ -18,7 +18,6 @@ from charrnn.errors import CharRNNError
 from charrnn.model import ModelSpec, param_shapes
 from charrnn.plumbing.metrics_log import log_output, read_log
 from charrnn.plumbing.paths import Output, check_outputs, check_writable, same_file
-from charrnn.plumbing.portability import memory_limit
 from charrnn.plumbing.terminal import shown
 from charrnn.plumbing.writing import output_lock as _lock
 
