@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -234,6 +235,7 @@ def test_onnx_export_matches_charrnn(exports, case):
 
 def test_onnx_state_carries_over_between_calls(exports):
     """Two calls that pass the state on give what one call over the whole text gives."""
+    pytest.importorskip("onnx")
     saved, path = exported(exports, "lstm-2", "onnx")
     session = onnx_session(path)
     x = saved.vocab.encode(TEXT).astype(np.int64)[:, None]
@@ -246,6 +248,7 @@ def test_onnx_state_carries_over_between_calls(exports):
 # --- the page in a real browser -----------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+REPLY_SECONDS = 60  # a browser that hangs fails the test instead of the run
 # CI sets CHARRNN_REQUIRE_BROWSER=1: there a missing Chromium fails these tests, never skips them
 needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists() and not os.environ.get("CHARRNN_REQUIRE_BROWSER"),
@@ -291,6 +294,8 @@ class Browser:
         self._writer.write(json.dumps(message).encode() + b"\0")
         while True:
             while b"\0" not in self._buffer:
+                if not select.select([self._reader], [], [], REPLY_SECONDS)[0]:
+                    raise RuntimeError(f"no reply to {method} in {REPLY_SECONDS} s")
                 chunk = self._reader.read(1 << 16)
                 if not chunk:
                     raise RuntimeError("Chromium closed the DevTools pipe")
