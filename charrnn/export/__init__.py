@@ -29,15 +29,16 @@ class Format:
     module: str  # charrnn.export.<module>: export(saved, out) and refusal(saved)
     what: str  # one line for --help and the docs
     suffix: str  # the usual file name ending
+    needs: str | None = None  # the optional package it imports
 
 
 FORMATS = {
     "torch": Format("torch", "charrnn.export.torch",
                     "PyTorch state_dict + vocabulary for nn.RNN/nn.LSTM/nn.GRU (needs torch)",
-                    ".pt"),
+                    ".pt", needs="torch"),
     "onnx": Format("onnx", "charrnn.export.onnx",
                    "ONNX graph of standard RNN/LSTM/GRU operators, state in and out (needs onnx)",
-                   ".onnx"),
+                   ".onnx", needs="onnx"),
     "html": Format("html", "charrnn.export.html",
                    "one self-contained page that samples in the browser", ".html"),
 }
@@ -70,11 +71,13 @@ def export_formats(saved: Checkpoint) -> list[str]:
 
 def export_checkpoint(checkpoint_path: str | Path, to: str, out: str | Path) -> list[Path]:
     """Write the model of the checkpoint at checkpoint_path to out in format `to`; returns the
-    files written. The output is checked before any work: never the checkpoint itself, never
-    a directory or a device."""
+    files written. The output and the optional package are checked before any work: never the
+    checkpoint itself, never a directory or a device."""
     fmt = check_format(to)
     checkpoint_path, out = Path(checkpoint_path), Path(out)
     check_outputs({"CHECKPOINT": checkpoint_path}, [Output(out, "--out", OUT_HINT)])
+    if fmt.needs:
+        require(fmt.needs, to)
     module = _module(fmt)
     saved = load_checkpoint(checkpoint_path)
     reason = module.refusal(saved)

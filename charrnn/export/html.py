@@ -5,7 +5,7 @@ its vocabulary and mode, and every weight as float32 in one base64 string. It lo
 anywhere (a Content-Security-Policy forbids it), so it works from file:// and offline.
 The script runs charrnn's forward in float64 arithmetic over the float32 weights; see page.js.
 
-A page's size is about 5.33 bytes a parameter (4 bytes of float32, 4/3 for base64) plus 40 KB;
+A page's size is about 5.33 bytes a parameter (4 bytes of float32, 4/3 for base64) plus 30 KB;
 MAX_PARAMETERS bounds it (see docs/export.md for the measurements behind it).
 """
 
@@ -25,8 +25,8 @@ from charrnn.model import Model
 from charrnn.plumbing.writing import atomic_write
 
 # Measured in headless Chromium on one core (docs/export.md): at 4M parameters the page is
-# 21 MB, opens in about a second and writes about a character every 10 ms; past it, one step
-# of the model takes longer than a frame and opening the page takes seconds.
+# 21 MB, opens in about a second and writes a character every 8 ms or so; past it, a step of
+# the model nears a frame (16 ms) and opening the page takes seconds.
 MAX_PARAMETERS = 4_000_000
 BYTES_PER_PARAMETER = 4 * 4 / 3  # float32, base64
 
