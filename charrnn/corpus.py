@@ -329,8 +329,11 @@ def _load_documents(folder: Path, mode: str, val_fraction: float, seed: int,
             if n_val:
                 tails.append(tokens[len(tokens) - n_val:])
         corpus = Corpus(vocab, mode, _documents(heads), _documents(tails) if tails else None)
+        # the set's text, and where each document ends: files split otherwise differ
         corpus.fingerprint = corpus_fingerprint(vocab, np.concatenate(documents))
-        corpus.fingerprint["documents"] = len(documents)
+        ends = np.cumsum([len(tokens) for tokens in documents]).astype("<i8").tobytes()
+        corpus.fingerprint["sha256"] = hashlib.sha256(
+            corpus.fingerprint["sha256"].encode("ascii") + ends).hexdigest()
     corpus.notes = notes
     return corpus
 

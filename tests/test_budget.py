@@ -209,7 +209,8 @@ def folder(tmp_path, text_file):
 def test_a_directory_is_one_document_a_text_file_and_binary_files_are_skipped(folder):
     corpus = load_corpus(folder, "stream", 0.1, 0)
     assert len(corpus.train.documents()) == 3 and len(corpus.val.documents()) == 3
-    assert corpus.fingerprint["documents"] == 3
+    assert corpus.fingerprint["characters"] == sum(len(d) for d in corpus.train.documents()) \
+        + sum(len(d) for d in corpus.val.documents())
     assert any("picture.png" in note and "binary" in note for note in corpus.notes)
     assert "\u00a7" not in corpus.vocab  # a hidden file is left out
     # each document's tail is held out
@@ -295,3 +296,28 @@ def test_a_corpus_without_a_config_is_chosen_for_and_planned(names_file, tmp_pat
     saved = load_checkpoint(tmp_path / "m.npz")
     assert saved.config.data.mode == "lines" and saved.config.training.time_budget == 30
     assert saved.step == saved.config.training.steps
+
+
+def test_a_run_on_a_directory_resumes_bit_for_bit(folder, tmp_path, monkeypatch):
+    import charrnn.train as training
+
+    def config(out):
+        return tiny_config(folder, out, mode="stream", steps=30, seq_length=10, batch_size=4)
+
+    train(config(tmp_path / "whole.npz"), progress=False)
+    real_step = training.Run.train_step
+
+    def interrupt_at_step_13(self):
+        result = real_step(self)
+        if self.step == 13:
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(training.Run, "train_step", interrupt_at_step_13)
+    with pytest.raises(TrainingInterrupted):
+        train(config(tmp_path / "cut.npz"), progress=False)
+    monkeypatch.setattr(training.Run, "train_step", real_step)
+    train(config(tmp_path / "cut.npz"), resume=tmp_path / "cut.npz", progress=False)
+    a, b = load_checkpoint(tmp_path / "whole.npz"), load_checkpoint(tmp_path / "cut.npz")
+    for name in a.params:
+        assert np.array_equal(a.params[name], b.params[name]), name
