@@ -177,12 +177,10 @@ def test_torch_export_matches_charrnn(exports, case):
 
 
 def test_torch_module_state_dict_has_the_documented_names(exports):
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from charrnn.export.torch_module import build_module
 
     saved, path = exported(exports, "lstm-2", "torch")
-    import torch
-
     blob = torch.load(path, weights_only=True)
     module = build_module(**blob["hparams"])
     assert set(module.state_dict()) == set(blob["state_dict"])
@@ -589,3 +587,41 @@ def test_cli_help_ends_with_examples():
     examples = help_text[help_text.index("Examples:"):].strip().splitlines()[1:]
     assert [line.split()[:2] for line in examples] == [["charrnn", "export"]] * 3
     assert {line.split("--to ")[1].split()[0] for line in examples} == set(FORMATS)
+
+
+# --- measuring the page (python tests/test_export.py) -------------------------------------------
+
+def measure_pages(folder: Path) -> None:
+    """The table in docs/export.md: page size, time to open, ms a character, by model size."""
+    import time
+
+    vocab = Vocabulary(np.arange(32, 97))  # 65 characters, as Shakespeare's
+    browser = Browser(folder / "chromium-profile")
+    try:
+        for cell, layers, hidden in [("lstm", 1, 512), ("lstm", 2, 512), ("lstm", 1, 1000),
+                                     ("gru", 2, 800), ("lstm", 1, 1400)]:
+            config = Config().replace(data={"mode": "stream"}, model={
+                "cell": cell, "num_layers": layers, "hidden_size": hidden, "dtype": "float32",
+                "init_scale": 0.05})
+            model = Model.init(ModelSpec.from_config(config.model, len(vocab)),
+                               np.random.default_rng(0))
+            page = html_export.build_page(Checkpoint(config, vocab, model.params))
+            path = folder / "page.html"
+            path.write_text(page, encoding="utf-8")
+            began = time.perf_counter()
+            browser.open(path)
+            opened = time.perf_counter() - began
+            ms = browser.evaluate("(function () { var t = performance.now(); "
+                                  "charrnnGreedy('', 300); return (performance.now() - t) / 300;"
+                                  " })()")
+            print(f"| {model.spec.describe()} | {model_parameters(model):,} | "
+                  f"{len(page) / 1e6:.1f} MB | {opened:.1f} s | {ms:.1f} |")
+    finally:
+        browser.close()
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        measure_pages(Path(scratch))
