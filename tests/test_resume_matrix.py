@@ -75,8 +75,8 @@ def case_config(case, index: int, files: dict[str, Path], out: Path) -> Config:
         training={"batch_size": 3, "seq_length": 5, "steps": STEPS, "optimizer": optimizer,
                   "lr": LR[optimizer], "momentum": 0.9 if optimizer == "sgd" else 0.0,
                   "clip_mode": ("value", "norm")[index % 3 == 0], "clip": 1.0, "seed": index,
-                  "eval_every": 1, "eval_max_chars": 50, "sample_every": 0,
-                  "checkpoint_every": 0, "threads": 1, "out": str(out)})
+                  "eval_every": STEPS, "eval_max_chars": 50, "sample_every": 1,
+                  "sample_length": 2, "checkpoint_every": 0, "threads": 1, "out": str(out)})
 
 
 def saved_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -98,10 +98,11 @@ def assert_same_run(resumed_path: Path, whole_path: Path) -> None:
 
 
 def interrupt_at(step: int, signum: int):
-    """A report callback that sends this process `signum` when the run logs `step`: the
-    trainer's own handler catches it between steps, as it would a Ctrl-C."""
+    """A report callback that sends this process `signum` when the run prints its sample at
+    `step` (sample_every 1; samples draw from their own generator, so they change nothing):
+    the trainer's own handler catches it between steps, as it would a Ctrl-C."""
     def report(kind: str, text: str) -> None:
-        if kind == "progress" and text.startswith(f"step {step}/"):
+        if kind == "sample" and f"sample at step {step} " in text:
             os.kill(os.getpid(), signum)
     return report
 
@@ -206,7 +207,9 @@ def test_real_signal_to_a_training_process_then_resume_equals_the_uninterrupted_
     *case, signum = SUBPROCESS_CASES[index]
     stop = random.Random(index).randrange(2, 6)
     config = case_config(tuple(case), index, files, Path("run.npz"))
-    config = config.replace(training={"steps": FOREVER, "eval_max_chars": 20})
+    # a log line every step, to see the step reached
+    config = config.replace(training={"steps": FOREVER, "eval_every": 1, "eval_max_chars": 20,
+                                      "sample_every": 0})
     (tmp_path / "run.yaml").write_text(config.to_yaml(), encoding="utf-8")
     process = subprocess.Popen(charrnn("train", "--config", "run.yaml", "--no-progress"),
                                cwd=tmp_path, env=child_env(), stdin=subprocess.DEVNULL,
