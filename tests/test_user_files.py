@@ -495,3 +495,47 @@ def test_viz_without_text_never_opens_the_fifo_a_checkpoint_was_trained_from(tmp
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("\n") == 1 and "pipe (FIFO)" in done.stderr
     assert "--text" in done.stderr and not (tmp_path / "page.html").exists()
+
+
+# --- gradflow: the same classes --------------------------------------------------------------------
+def test_gradflow_never_writes_its_plot_over_the_corpus_it_reads(elsewhere):
+    pytest.importorskip("matplotlib")
+    project, other = elsewhere
+    checkpoint = project / "run" / "m.npz"
+    corpus = project / "own" / "text.txt"
+    before = hashes(corpus)
+    for args in (["--checkpoint", checkpoint], ["--compare", checkpoint, "--compare",
+                                                checkpoint]):
+        line = error_line(run_cli("gradflow", *args, "--plot", corpus, ok=False))
+        assert "the checkpoint's training corpus" in line and "never writes over" in line
+    assert hashes(corpus) == before
+    result = run_cli("gradflow", "--checkpoint", checkpoint, "--length", 10)
+    assert str(corpus) in result.output  # found from the other folder
+
+
+def test_gradflow_compare_text_reads_only_what_it_analyses(tmp_path, monkeypatch):
+    from charrnn.plumbing import reading
+
+    corpus = names_corpus(tmp_path)
+    out = tmp_path / "m.npz"
+    train_cli(corpus, out)
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as handle:
+        handle.write(b"abcdefghij\n" * (48 * 2**20 // 11))  # 48 MiB
+    read = []
+    original = reading._read_chunk
+    monkeypatch.setattr(reading, "_read_chunk",
+                        lambda handle, size: read.append(original(handle, size)) or read[-1])
+    for args in (["--checkpoint", out], ["--compare", out, "--compare", out]):
+        read.clear()
+        run_cli("gradflow", *args, "--text", big, "--length", 30)
+        assert sum(map(len, read)) <= 2 * reading.CHUNK_BYTES < big.stat().st_size
+
+
+def test_gradflow_summary_lines_are_escaped(tmp_path):
+    corpus = names_corpus(tmp_path, name=HOSTILE)
+    out = tmp_path / "m.npz"
+    train_cli(corpus, out)
+    result = run_cli("gradflow", "--checkpoint", out, "--length", 10)
+    assert_inert(result.output)
+    assert "\\x1b[2J" in result.output

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import click
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.checkpoint import corpus_inputs, load_checkpoint
 from charrnn.cli.common import command_line_text, default_checkpoint, friendly_errors
-from charrnn.corpus import read_text
 from charrnn.gradflow import (
     DEFAULT_LENGTH,
     analyse_checkpoints,
@@ -27,16 +26,30 @@ from charrnn.gradflow import (
     model_header,
     model_labels,
 )
+from charrnn.plumbing.corpus_cache import text_chunks
 from charrnn.plumbing.paths import check_outputs
+from charrnn.plumbing.terminal import printable
 
 
-def _given_text(text_file: str | None, prime: str | None) -> dict:
+def _given_text(text_file: str | None, prime: str | None, length: int) -> dict:
     """chunk_text's text and source for --prime or --text (none: the checkpoint's default)."""
     if prime is not None:
         return {"text": command_line_text(prime), "source": "--prime"}
     if text_file is not None:
-        return {"text": read_text(text_file, what="text"), "source": f"--text {text_file}"}
+        return {"text": _text_start(text_file, length), "source": f"--text {text_file}"}
     return {}
+
+
+def _text_start(path: str, length: int) -> str:
+    """As much of --text as chunk_text can keep (length + 1 characters, twice that for the line
+    breaks that normalising lines may fold): reading stops there, pipes included."""
+    wanted, pieces, count = 2 * (length + 1), [], 0
+    for text in text_chunks(Path(path), "utf-8", "strict", False, "--text"):
+        pieces.append(text[: wanted - count])
+        count += len(pieces[-1])
+        if count >= wanted:
+            break
+    return "".join(pieces)
 
 
 @click.command()
@@ -79,7 +92,9 @@ def gradflow(checkpoint, compared, text_file, prime, length, impulse, as_json, p
         _compare([Path(p) for p in compared], text_file, prime, length, as_json, plot_path)
         return
     saved = load_checkpoint(path)
-    text, source = chunk_text(saved, length, **_given_text(text_file, prime))
+    check_outputs({**corpus_inputs(saved.config, saved.meta), "--text": text_file},
+                  {"--plot": plot_path})  # its corpus too: read when no --text is given
+    text, source = chunk_text(saved, length, **_given_text(text_file, prime, length))
     ids = saved.vocab.encode(text, source)
     x, y = ids[:-1], ids[1:]
     header = {**model_header(saved, path), "text_source": source, "text": text,
@@ -93,14 +108,17 @@ def gradflow(checkpoint, compared, text_file, prime, length, impulse, as_json, p
     if as_json:
         click.echo(json.dumps({**header, **result.to_dict()}))
     else:
-        click.echo(header_report(header))
-        click.echo(impulse_report(result) if impulse else gradflow_report(result, text))
+        # paths and text from files, escaped (printable); the report's own lines kept
+        click.echo(printable(header_report({**header, "text_source": printable(source),
+                                            "checkpoint": printable(str(path))}), newlines=True))
+        click.echo(printable(impulse_report(result) if impulse
+                             else gradflow_report(result, text), newlines=True))
     if plot_path:
         from charrnn.plots import draw_gradflow, draw_impulse, save_figure
         title = f"{path.name} ({header['model']}): {len(x)} characters from {source}"
         figure = (draw_impulse(result, title) if impulse
                   else draw_gradflow(result, text[:-1], title))
-        click.echo(f"wrote {save_figure(figure, plot_path)}", err=True)
+        click.echo(printable(f"wrote {save_figure(figure, plot_path)}"), err=True)
     if not impulse and not result.sum_ok:
         raise click.ClickException("the dW_xh components do not add up to the trainer's "
                                    "gradient; a backward is wrong")
@@ -108,7 +126,8 @@ def gradflow(checkpoint, compared, text_file, prime, length, impulse, as_json, p
 
 def _compare(paths: list[Path], text_file, prime, length, as_json, plot_path) -> None:
     saved = [load_checkpoint(path) for path in paths]
-    text, source = chunk_text(saved[0], length, **_given_text(text_file, prime))
+    check_outputs(corpus_inputs(saved[0].config, saved[0].meta), {"--plot": plot_path})
+    text, source = chunk_text(saved[0], length, **_given_text(text_file, prime, length))
     labels = model_labels(paths)
     flows = analyse_checkpoints(saved, labels, text)
     curves = compare_curves(flows, labels)
@@ -120,11 +139,13 @@ def _compare(paths: list[Path], text_file, prime, length, as_json, plot_path) ->
                                "lines_crossed": lines_crossed(saved[0], text),
                                "models": models, "curves": [c.to_dict() for c in curves]}))
     else:
-        click.echo(comparison_report(models, curves, text, source))
+        click.echo(printable(comparison_report(models, curves, text, printable(source)),
+                             newlines=True))
     if plot_path:
         from charrnn.plots import draw_comparison, save_figure
         title = f"the last loss's gradient on {T} characters from {source}"
-        click.echo(f"wrote {save_figure(draw_comparison(curves, title), plot_path)}", err=True)
+        click.echo(printable(f"wrote {save_figure(draw_comparison(curves, title), plot_path)}"),
+                   err=True)
     failed = [m["label"] for m in models if not m["sum_check_ok"]]
     if failed:
         raise click.ClickException(f"the dW_xh components of {', '.join(failed)} do not add up "

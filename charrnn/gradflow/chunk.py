@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charrnn.checkpoint import Checkpoint
+from charrnn.checkpoint import Checkpoint, training_corpus
 from charrnn.corpus import longest_line, normalise_lines, text_start
 from charrnn.errors import CharRNNError
 from charrnn.sample import sample_text
@@ -37,17 +37,19 @@ def chunk_text(saved: Checkpoint, length: int = DEFAULT_LENGTH, text: str | None
 
 
 def default_text(saved: Checkpoint, length: int) -> tuple[str, str]:
-    """The checkpoint's corpus (data.corpus, relative to the current directory): its longest line
-    for a lines-mode model, which never carried its state from one line to the next, else its
-    start. When the corpus cannot be read, the model's own sample from a fixed seed instead."""
+    """The checkpoint's corpus (found from any folder: checkpoint.training_corpus): its longest
+    line for a lines-mode model, which never carried its state from one line to the next, else
+    its start. When the corpus cannot be read (or is a pipe, never opened), the model's own
+    sample from a fixed seed instead."""
     data = saved.config.data
     lines = data.mode == "lines"
     try:  # only what is needed, in one bounded pass: never the whole corpus in memory
+        corpus = training_corpus(saved.config, saved.meta)
         if lines:
-            line = longest_line(data.corpus, length + 1, data.encoding, data.errors)
-            return line, f"the longest line of corpus {data.corpus}"
-        text = text_start(data.corpus, length + 1, data.encoding, data.errors)
-        return text, f"the start of corpus {data.corpus}"
+            line = longest_line(corpus, length + 1, data.encoding, data.errors)
+            return line, f"the longest line of corpus {corpus}"
+        text = text_start(corpus, length + 1, data.encoding, data.errors)
+        return text, f"the start of corpus {corpus}"
     except CharRNNError:
         text = sample_text(saved.model, saved.vocab, max(length + 1, SAMPLE_LENGTH),
                            np.random.default_rng(SAMPLE_SEED), reset_at_boundary=lines)
