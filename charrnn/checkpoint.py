@@ -295,9 +295,9 @@ def training_corpus(config: Config, meta: dict, given: str | Path | None = None,
 def corpus_inputs(config: Config, meta: dict) -> dict[str, str]:
     """The training corpus under each name a checkpoint holds for it (as typed, and absolute),
     for plumbing.paths.check_outputs: a command that may read it never writes over it."""
-    inputs = {"the checkpoint's training corpus": config.data.corpus}
+    inputs = {"the training corpus": config.data.corpus}
     if meta.get("corpus_path") and meta["corpus_path"] != config.data.corpus:
-        inputs["the checkpoint's training corpus (stored as)"] = meta["corpus_path"]
+        inputs["the training corpus (stored as)"] = meta["corpus_path"]
     return inputs
 
 

@@ -444,11 +444,11 @@ def test_viz_never_writes_over_the_corpus_it_reads_by_default(elsewhere):
     before = hashes(corpus)
     for out in (corpus, Path(os.path.relpath(corpus, other))):
         line = error_line(run_cli("viz", "--checkpoint", checkpoint, "--out", out, ok=False))
-        assert "the checkpoint's training corpus" in line and "never writes over" in line
+        assert "the training corpus" in line and "never writes over" in line
     os.chdir(project)  # as typed, from the folder it was trained in
     line = error_line(run_cli("viz", "--checkpoint", checkpoint, "--out", "own/text.txt",
                               ok=False))
-    assert "the checkpoint's training corpus" in line
+    assert "the training corpus" in line
     assert hashes(corpus) == before
     run_cli("viz", "--checkpoint", checkpoint, "--out", other / "page.html")
 
@@ -507,7 +507,7 @@ def test_gradflow_never_writes_its_plot_over_the_corpus_it_reads(elsewhere):
     for args in (["--checkpoint", checkpoint], ["--compare", checkpoint, "--compare",
                                                 checkpoint]):
         line = error_line(run_cli("gradflow", *args, "--plot", corpus, ok=False))
-        assert "the checkpoint's training corpus" in line and "never writes over" in line
+        assert "the training corpus" in line and "never writes over" in line
     assert hashes(corpus) == before
     result = run_cli("gradflow", "--checkpoint", checkpoint, "--length", 10)
     assert str(corpus) in result.output  # found from the other folder
@@ -539,3 +539,13 @@ def test_gradflow_summary_lines_are_escaped(tmp_path):
     result = run_cli("gradflow", "--checkpoint", out, "--length", 10)
     assert_inert(result.output)
     assert "\\x1b[2J" in result.output
+
+
+def test_sample_output_never_replaces_the_corpus_from_another_folder(elsewhere):
+    project, other = elsewhere
+    corpus = project / "own" / "text.txt"
+    before = hashes(corpus)
+    line = error_line(run_cli("sample", "--checkpoint", project / "run" / "m.npz", "--num", 3,
+                              "--output", corpus, ok=False))
+    assert "the training corpus (stored as)" in line
+    assert hashes(corpus) == before

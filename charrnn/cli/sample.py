@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.checkpoint import corpus_inputs, load_checkpoint
 from charrnn.cli.common import SEED, command_line_text, default_checkpoint, friendly_errors
 from charrnn.corpus import read_text
 from charrnn.names import names_summary, novel_names
@@ -94,7 +94,7 @@ def sample(checkpoint, num, length, temperature, top_k, top_p, greedy, beam, bea
                       streams=True)
     saved = load_checkpoint(path)
     if output and not directory:
-        check_outputs({"the training corpus": saved.config.data.corpus},
+        check_outputs(corpus_inputs(saved.config, saved.meta),  # as typed and absolute
                       {"--output": output}, streams=True)
     if prime_file is not None:
         prime = read_text(prime_file, what="--prime-file")
@@ -148,7 +148,7 @@ def sample(checkpoint, num, length, temperature, top_k, top_p, greedy, beam, bea
     if directory:
         for index, chars in enumerate(samples, 1):
             target = Path(output) / f"sample-{index}.txt"
-            check_outputs({"--checkpoint": path, "the training corpus": saved.config.data.corpus},
+            check_outputs({"--checkpoint": path, **corpus_inputs(saved.config, saved.meta)},
                           {"--output": target})
             write_output(target, prime + "".join(chars) + "\n")
         click.echo(f"wrote {num} sample(s) to {output}: sample-1.txt ... sample-{num}.txt",
