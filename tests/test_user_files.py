@@ -549,3 +549,15 @@ def test_sample_output_never_replaces_the_corpus_from_another_folder(elsewhere):
                               "--output", corpus, ok=False))
     assert "the training corpus (stored as)" in line
     assert hashes(corpus) == before
+
+
+def test_random_trials_of_a_grid_too_large_to_enumerate(tmp_path):
+    values = ", ".join(str(i) for i in range(1, 33))
+    keys = ("training.seed", "training.batch_size", "model.hidden_size", "training.seq_length",
+            "training.eval_every", "training.clip", "training.sample_length", "training.patience",
+            "training.checkpoint_every", "training.eval_max_chars", "model.forget_bias",
+            "training.steps", "training.sample_every")
+    lists = ", ".join(f"{key}: [{values}]" for key in keys)
+    path = write_sweep(tmp_path, f"{{{lists}}}", extra="random: {trials: 3, seed: 1}\n")
+    listing = run_cli("sweep", path, "--dry-run").output
+    assert [line.split()[0] for line in listing.splitlines()[1:]] == ["t000", "t001", "t002"]

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,7 +275,14 @@ def _combinations(lists: list[list], spec: Any, where: str) -> list[tuple]:
     if count > total:
         raise CharRNNError(f"{where}: random trials {count} is more than the grid's {total} "
                            f"combinations; lower it, or drop 'random' to run them all")
-    chosen = sorted(random.Random(seed).sample(range(total), count))
+    draw = random.Random(seed)
+    if total <= sys.maxsize:
+        chosen = sorted(draw.sample(range(total), count))
+    else:  # a range this long has no len(): distinct draws (count <= MAX_TRIALS, far fewer)
+        picked: set[int] = set()
+        while len(picked) < count:
+            picked.add(draw.randrange(total))
+        chosen = sorted(picked)
     combinations = []
     for number in chosen:  # mixed radix, the last list fastest, as in itertools.product
         picked = []
