@@ -561,3 +561,11 @@ def test_random_trials_of_a_grid_too_large_to_enumerate(tmp_path):
     path = write_sweep(tmp_path, f"{{{lists}}}", extra="random: {trials: 3, seed: 1}\n")
     listing = run_cli("sweep", path, "--dry-run").output
     assert [line.split()[0] for line in listing.splitlines()[1:]] == ["t000", "t001", "t002"]
+
+
+def test_sweep_listing_escapes_values_from_the_file(tmp_path):
+    path = write_sweep(tmp_path, f"{{data.corpus: [names.txt, {json.dumps(HOSTILE)}]}}")
+    names_corpus(tmp_path, name=HOSTILE)
+    listing = run_cli("sweep", path, "--dry-run").output
+    assert_inert(listing)
+    assert "\\x1b[2J" in listing

@@ -57,7 +57,7 @@ def sweep(sweep_file, out, resume, workers, address, threads_per_trial, connect_
     plan = load_sweep(sweep_file)
     out = Path(out) if out else Path("sweeps") / Path(sweep_file).stem
     if dry_run:
-        click.echo(describe_plan(plan))
+        click.echo(describe_plan(plan))  # its values from the file are escaped
         return
     if address:
         executors = DaskExecutors(address, connect_timeout)
@@ -79,7 +79,7 @@ def sweep(sweep_file, out, resume, workers, address, threads_per_trial, connect_
         again = ["charrnn", "sweep", sweep_file, "--out", str(out), "--resume"]
         if address:
             again += ["--address", address]
-        click.echo(f"{stop}. Resume with: {shlex.join(again)}", err=True)
+        click.echo(printable(f"{stop}. Resume with: {shlex.join(again)}"), err=True)
         sys.exit(stop.exit_code)
     finally:
         executors.close()

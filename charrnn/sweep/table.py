@@ -4,6 +4,7 @@ listing of a plan's trials and rungs (`--dry-run`).
 
 from __future__ import annotations
 
+from charrnn.plumbing.terminal import printable
 from charrnn.sweep.plan import SweepPlan
 
 RESULT_COLUMNS = ("steps", "val_loss", "train_loss", "seconds", "status")
@@ -25,7 +26,7 @@ def format_table(plan: SweepPlan, rows: list[dict], ranked: bool = True) -> str:
             elif column == "seconds":
                 cells.append(f"{value:.1f}")
             else:
-                cells.append(str(value))
+                cells.append(printable(value))  # a value from the sweep file: one cell
         body.append(cells)
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     numeric = {"rank", "steps", "val_loss", "train_loss", "seconds"}
@@ -47,8 +48,8 @@ def _is_number(text: str) -> bool:
 
 def describe_plan(plan: SweepPlan) -> str:
     """What the sweep will train: its trials and the rungs."""
-    rows = [{"trial": trial.name, **trial.values, "steps": trial.config.training.steps}
-            for trial in plan.trials]
+    rows = [{"trial": trial.name, **{key: printable(value) for key, value in trial.values.items()},
+             "steps": trial.config.training.steps} for trial in plan.trials]
     columns = ["trial", *plan.keys, "steps"]
     widths = [max(len(str(row[c])) for row in [dict(zip(columns, columns)), *rows])
               for c in columns]
