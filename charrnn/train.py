@@ -52,6 +52,7 @@ from charrnn.plumbing.metrics_log import (  # noqa: F401 - sigma_max_W_hh, large
 )
 from charrnn.plumbing.paths import check_writable, same_file
 from charrnn.plumbing.signals import EXIT_CODES, SignalCatcher, TrainingInterrupted  # noqa: F401
+from charrnn.plumbing.terminal import printable
 from charrnn.plumbing.threads import blas_threads, choose_threads
 from charrnn.plumbing.workspace import Workspace
 from charrnn.runfiles import (  # noqa: F401 - best_path, log_path, run_outputs: re-exported
@@ -452,7 +453,8 @@ class _Log:
 
 
 def _to_stderr(kind: str, text: str) -> None:
-    print(text, file=sys.stderr)
+    """Paths and config values in a line are escaped; a sample keeps its line breaks."""
+    print(printable(text, newlines=kind == "sample"), file=sys.stderr)
 
 
 def _judge(run: Run, val_loss: float | None, out: Path) -> bool:
