@@ -497,7 +497,7 @@ def test_viz_without_text_never_opens_the_fifo_a_checkpoint_was_trained_from(tmp
     assert "--text" in done.stderr and not (tmp_path / "page.html").exists()
 
 
-# --- gradflow: the same classes --------------------------------------------------------------------
+# --- gradflow: the same classes ------------------------------------------------------------------
 def test_gradflow_never_writes_its_plot_over_the_corpus_it_reads(elsewhere):
     pytest.importorskip("matplotlib")
     project, other = elsewhere
