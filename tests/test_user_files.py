@@ -569,3 +569,36 @@ def test_sweep_listing_escapes_values_from_the_file(tmp_path):
     listing = run_cli("sweep", path, "--dry-run").output
     assert_inert(listing)
     assert "\\x1b[2J" in listing
+
+
+@pytest.mark.slow
+def test_a_real_scheduler_without_workers_is_one_line_and_the_driver_exits(tmp_path):
+    """A real `dask scheduler` with no worker: the sweep says so in one line and exits 1, with no
+    ignored-exception traceback from the client it closes."""
+    pytest.importorskip("distributed")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                  "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+    try:
+        def listening() -> bool:
+            with socket.socket() as client:
+                return client.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, "the scheduler to listen")
+        path = write_sweep(tmp_path)
+        done = subprocess.run(charrnn("sweep", path, "--out", tmp_path / "out", "--address",
+                                      f"tcp://127.0.0.1:{port}", "--connect-timeout", 2),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD)
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1 and "has no workers" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+    finally:
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        scheduler.wait(timeout=HANG_GUARD)
