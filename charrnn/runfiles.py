@@ -5,8 +5,6 @@ settings known to fail or to do nothing."""
 from __future__ import annotations
 
 import math
-import os
-import resource
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from charrnn.errors import CharRNNError
 from charrnn.model import ModelSpec, param_shapes
 from charrnn.plumbing.metrics_log import log_output, read_log
 from charrnn.plumbing.paths import Output, check_outputs, check_writable, same_file
+from charrnn.plumbing.portability import memory_limit
 from charrnn.plumbing.terminal import shown
 from charrnn.plumbing.writing import output_lock as _lock
 
@@ -163,11 +162,8 @@ def check_memory(config: Config, corpus: Corpus) -> None:
     per_layer = T * B * H * (2 * gates + 5)
     need = np.dtype(model.dtype).itemsize * (6 * weights + model.num_layers * per_layer
                                              + T * B * V)
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        available = min(available, soft)
-    if need > available:
+    available = memory_limit()
+    if available is not None and need > available:
         raise CharRNNError(
             f"this run needs about {need / 2**30:.1f} GiB of memory (hidden_size {H}, "
             f"vocabulary {V}, batch_size {B} x {T} steps), more than the "

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from charrnn.errors import CharRNNError
 
-ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# a user's own thread setting, by BLAS: OpenBLAS, OpenMP builds, MKL, Apple's Accelerate (vecLib)
+ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS")
 # multiply-adds of one time step's recurrent product, B x H x (G * H), from which a second thread
 # pays for itself: 2 threads were >= 1.10x faster than 1 from 3.15M on (bench_threads.py)
 CROSSOVER = 3_000_000
@@ -31,7 +33,21 @@ class ThreadChoice:
     reason: str
 
     def describe(self) -> str:
-        return f"{self.threads} BLAS thread{'s' if self.threads != 1 else ''} ({self.reason})"
+        text = f"{self.threads} BLAS thread{'s' if self.threads != 1 else ''} ({self.reason})"
+        if not settable_blas():  # Apple's Accelerate: threadpoolctl cannot set its threads
+            text += ("; not enforced: this BLAS's threads cannot be set while it runs, "
+                     "VECLIB_MAXIMUM_THREADS (Accelerate) set before starting decides")
+        return text
+
+
+def settable_blas() -> list[str]:
+    """The BLAS libraries loaded in this process whose threads threadpoolctl can set (OpenBLAS,
+    MKL, BLIS, FlexiBLAS); empty for Apple's Accelerate, which reads VECLIB_MAXIMUM_THREADS once
+    as it loads."""
+    import numpy  # noqa: F401 - the BLAS is NumPy's: load it before looking
+    from threadpoolctl import threadpool_info
+
+    return [found["internal_api"] for found in threadpool_info() if found["user_api"] == "blas"]
 
 
 def available_cores() -> int:
@@ -48,8 +64,11 @@ def busy_cores(interval: float = 0.25) -> float:
         first = _cpu_times()
         time.sleep(interval)
         second = _cpu_times()
-    except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0]
+    except (OSError, ValueError, IndexError):  # no /proc (macOS, Windows)
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):  # Windows: no load average either
+            return float(available_cores())  # unknown: as if busy, so auto takes 1 thread
     total = sum(second) - sum(first)
     idle = (second[3] + second[4]) - (first[3] + first[4])  # idle and iowait
     if total <= 0:

@@ -32,6 +32,13 @@ from charrnn.plumbing.paths import (
     status,
     stream_fd,
 )
+from charrnn.plumbing.portability import (
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    process_alive,
+    set_mode,
+    try_lock,
+)
 
 _TEMP_PID = re.compile(r"\.(\d+)(?:-[0-9a-f]+)?" + re.escape(TEMP_SUFFIX) + "$")
 
@@ -96,10 +103,10 @@ def replacing(path: PathLike, what: str = "file", hint: str = "choose another pa
             check_target(Output(target, what, hint, derived=True), shown_path)
         mode = stat.S_IMODE(existing.st_mode) if existing is not None else _default_mode()
         temporary = temporary_name(target)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0o600)
         try:
-            os.fchmod(fd, mode)  # mkstemp's 0600 would hide the file from other users
+            set_mode(fd, temporary, mode)  # mkstemp's 0600 would hide the file from others
         finally:
             os.close(fd)
     except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
@@ -170,13 +177,7 @@ def writer_alive(name: str) -> bool:
     match = _TEMP_PID.search(name)
     if match is None:
         return True  # not named by us: another program's, to be left alone
-    try:
-        os.kill(int(match.group(1)), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
+    return process_alive(int(match.group(1)))
 
 
 def remove_stale_temporaries(path: PathLike, *, only_dead: bool = False) -> list[Path]:
@@ -211,13 +212,9 @@ def output_lock(out: PathLike, busy: str, hint: str = "choose another --out") ->
     """An exclusive lock beside out (`.NAME.lock`), so two runs never write one file.
 
     Two names for one file (links) take one lock. The lock file is removed when the block ends,
-    unless it was there before and is not empty (then it is someone else's file).
+    unless it was there before and is not empty (then it is someone else's file). Where the
+    system has no file lock (see portability.try_lock), the block runs unlocked.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no locking
-        yield
-        return
     out = Path(out)
     target = Path(os.path.realpath(out))
     lock_file = target.with_name(f".{target.name}.lock")
@@ -225,7 +222,7 @@ def output_lock(out: PathLike, busy: str, hint: str = "choose another --out") ->
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CharRNNError(f"cannot write to {out.parent}: {reason(error)}; {hint}") from None
-    flags = os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDWR | O_NOFOLLOW | O_CLOEXEC
     while True:
         created = False
         try:
@@ -248,11 +245,9 @@ def output_lock(out: PathLike, busy: str, hint: str = "choose another --out") ->
             os.close(fd)
             raise CharRNNError(f"cannot lock {out}: {lock_file} is a {file_kind(held.st_mode)}; "
                                f"remove it")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if try_lock(fd) is False:
             os.close(fd)
-            raise CharRNNError(busy) from None
+            raise CharRNNError(busy)
         now = status(lock_file, follow=False)
         if now is None or (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
             os.close(fd)  # the run that held it removed it as it ended: lock the new one
