@@ -255,7 +255,7 @@ def test_gradflow_default_text_never_reads_the_whole_corpus(tmp_path, monkeypatc
     def whole(*args, **kwargs):
         raise AssertionError("the whole corpus was read")
 
-    monkeypatch.setattr(gradflow_command, "read_text", whole)
+    monkeypatch.setattr(gradflow_command, "_text_start", whole)  # what reads --text
     text = "anna\nbob\nchristopher\ndora\n" * 20 if mode == "lines" else STREAM_TEXT
     checkpoint = write_checkpoint(tmp_path, mode=mode, corpus_text=text)
     result = run("gradflow", "--checkpoint", checkpoint, "--json", "--length", 20)
