@@ -68,6 +68,11 @@ def check_run_files(config: Config, resume: str | Path | None = None,
 
 # settings that say where a run writes and how fast it goes, not which run it is
 NOT_THE_RUN = ("training.out", "training.threads", "data.corpus", "data.cache")
+# what a time budget's plan decides (charrnn.schedule.plan, and eval_max_chars when it chooses
+# the evaluations): a planned run saves them, and the same command plans them again
+PLANNED_KEYS = tuple(f"training.{name}" for name in (
+    "steps", "eval_every", "eval_max_chars", "lr_schedule", "warmup", "lr_floor", "lr_decay",
+    "lr_decay_every", "time_budget", "step_seconds", "eval_seconds"))
 # what a resumed run cannot change: its lineage is the model, the data and the seed
 LINEAGE_SECTIONS = ("model", "data")
 OVERWRITE_HINT = "pass another --out, or --overwrite to replace it"
@@ -94,7 +99,9 @@ def check_lineage(config: Config, resume: str | Path | None = None) -> None:
             why = _config_difference(held, lineage, LINEAGE_SECTIONS, ("training.seed",))
             why = why or _text_difference(meta, lineage_meta)
         else:
-            why = _config_difference(held, config) or _text_difference(meta, None, config)
+            planned = PLANNED_KEYS if config.training.time_budget > 0 else ()
+            why = (_config_difference(held, config, ignored=planned)
+                   or _text_difference(meta, None, config))
         if why:
             raise CharRNNError(f"{what} {path} holds another run (step {meta.get('step', 0)} of "
                                f"a run on {held.data.corpus}; {why}); charrnn will not replace "
@@ -106,12 +113,14 @@ def check_lineage(config: Config, resume: str | Path | None = None) -> None:
                            f"is not there; charrnn will not replace it: {OVERWRITE_HINT}")
 
 
-def _config_difference(held: Config, now: Config, sections=None, keys=()) -> str | None:
-    """The settings in which two configs differ, as 'key then -> now', beyond NOT_THE_RUN."""
+def _config_difference(held: Config, now: Config, sections=None, keys=(),
+                       ignored=()) -> str | None:
+    """The settings in which two configs differ, as 'key then -> now', beyond NOT_THE_RUN and
+    ignored; sections (and keys): only these are compared."""
     then, wanted = held.to_dict(), now.to_dict()
     changed = [f"{section}.{name} {shown(value, 40)} -> {shown(wanted[section].get(name), 40)}"
                for section, values in then.items() for name, value in values.items()
-               if f"{section}.{name}" not in NOT_THE_RUN
+               if f"{section}.{name}" not in (*NOT_THE_RUN, *ignored)
                and (sections is None or section in sections or f"{section}.{name}" in keys)
                and wanted[section].get(name) != value]
     if not changed:

@@ -602,3 +602,26 @@ def test_a_real_scheduler_without_workers_is_one_line_and_the_driver_exits(tmp_p
     finally:
         os.killpg(scheduler.pid, signal.SIGKILL)
         scheduler.wait(timeout=HANG_GUARD)
+
+
+def test_the_keys_a_time_budget_plans_are_not_another_run():
+    """What charrnn.schedule.plan decides differs from run to run of one --time command (it
+    measures the machine): runfiles.PLANNED_KEYS must name every key it returns."""
+    from charrnn.config import TrainingConfig
+    from charrnn.runfiles import PLANNED_KEYS
+    from charrnn.schedule import Rates, plan
+
+    for choose in (False, True):
+        planned = plan(TrainingConfig(), 600.0, Rates(step_seconds=0.01, eval_seconds=0.1),
+                       choose)
+        assert {f"training.{key}" for key in planned} <= set(PLANNED_KEYS)
+
+
+@pytest.mark.slow
+def test_the_same_time_budget_command_again_is_the_same_run(tmp_path):
+    corpus = names_corpus(tmp_path, every=2)
+    for _ in range(2):
+        run_cli("train", "--corpus", corpus, "--time", "8s", "--out", tmp_path / "m.npz")
+    line = error_line(run_cli("train", "--corpus", corpus, "--time", "8s", "--out",
+                              tmp_path / "m.npz", "--set", "training.seed=9", ok=False))
+    assert "training.seed" in line
