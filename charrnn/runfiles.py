@@ -103,9 +103,14 @@ def check_lineage(config: Config, resume: str | Path | None = None) -> None:
             why = (_config_difference(held, config, ignored=planned)
                    or _text_difference(meta, None, config))
         if why:
+            further = (f"; to train it further: charrnn train --resume {path} --steps "
+                       f"{config.training.steps}" if resume is None and path == out
+                       and why == _config_difference(held, config, keys=("training.steps",),
+                                                     sections=())
+                       else "")
             raise CharRNNError(f"{what} {path} holds another run (step {meta.get('step', 0)} of "
                                f"a run on {held.data.corpus}; {why}); charrnn will not replace "
-                               f"it: {OVERWRITE_HINT}")
+                               f"it: {OVERWRITE_HINT}{further}")
     log = log_path(out, config.training.log_format)
     if not found and (resume is None or not same_file(resume, log)) and read_log(
             log, config.training.log_format):

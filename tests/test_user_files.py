@@ -625,3 +625,15 @@ def test_the_same_time_budget_command_again_is_the_same_run(tmp_path):
     line = error_line(run_cli("train", "--corpus", corpus, "--time", "8s", "--out",
                               tmp_path / "m.npz", "--set", "training.seed=9", ok=False))
     assert "training.seed" in line
+
+
+def test_more_steps_on_a_finished_run_points_to_resume_and_the_hint_works(tmp_path):
+    corpus = names_corpus(tmp_path)
+    out = tmp_path / "m.npz"
+    train_cli(corpus, out, steps=5)
+    line = error_line(train_cli(corpus, out, steps=10, ok=False))
+    hint = line.split("to train it further: ")[1].split()
+    assert hint[:4] == ["charrnn", "train", "--resume", str(out)]
+    run_cli(*hint[1:])
+    from charrnn.checkpoint import load_checkpoint
+    assert load_checkpoint(out).step == 10
