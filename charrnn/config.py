@@ -430,6 +430,12 @@ def shipped_configs() -> dict[str, Path]:
     return {path.stem: path for path in sorted(shipped_folder("configs").glob("*.yaml"))}
 
 
+def shipped_sweeps() -> dict[str, Path]:
+    """The sweep files installed with charrnn (the repository's configs/sweeps/), by name."""
+    return {path.stem: path
+            for path in sorted((shipped_folder("configs") / "sweeps").glob("*.yaml"))}
+
+
 def shipped_folder(name: str) -> Path:
     """Where the installed package keeps its `configs` or `corpora` (in a source checkout
     installed in editable mode: the repository's own top-level folders)."""

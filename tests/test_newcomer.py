@@ -380,3 +380,49 @@ def test_names_model_keeps_num_for_names(names_model):
     assert len(result.stdout.splitlines()) == 5 and "===" not in result.stdout
     refused = run_cli("sample", "--checkpoint", names_model, "--stop", "a", ok=False)
     assert refused.exit_code == 2 and "--stop" in refused.output
+
+
+# --- 3. the shipped configs and sweeps, from any folder ----------------------------------------
+
+def test_configs_lists_the_shipped_configs_and_sweeps():
+    from charrnn.config import shipped_configs, shipped_sweeps
+
+    listed = run_cli("configs").stdout
+    for name in [*shipped_configs(), *(f"sweeps/{name}" for name in shipped_sweeps())]:
+        assert re.search(rf"^\s+{re.escape(name)}\s", listed, re.M), (name, listed)
+
+
+def test_a_shown_config_copied_into_any_folder_trains(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text(run_cli("configs", "show", "names").stdout,
+                                        encoding="utf-8")
+    run_cli("train", "--config", "mine.yaml", "--steps", 2, "--out", "mine.npz",
+            "--set", "training.eval_every=1")
+    assert (tmp_path / "mine.npz").is_file()
+
+
+def test_a_shown_sweep_copied_into_any_folder_plans(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text(run_cli("configs", "show", "sweeps/names").stdout,
+                                        encoding="utf-8")
+    assert "t011" in run_cli("sweep", "mine.yaml", "--dry-run").stdout
+
+
+@pytest.mark.parametrize("base", ["names", "names.yaml"])
+def test_sweep_base_names_a_shipped_config_with_or_without_yaml(tmp_path, monkeypatch, base):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(f"base: {base}\ngrid: {{training.lr: [0.001, 0.01]}}\n",
+                                     encoding="utf-8")
+    assert "t001" in run_cli("sweep", "s.yaml", "--dry-run").stdout
+
+
+@pytest.mark.parametrize("given", ["configs/sweeps/names.yaml", "sweeps/names", "names"])
+def test_sweep_finds_the_shipped_sweep_from_any_folder(tmp_path, monkeypatch, given):
+    monkeypatch.chdir(tmp_path)
+    assert "t011" in run_cli("sweep", given, "--dry-run").stdout
+
+
+def test_configs_show_of_an_unknown_name_suggests_one_that_exists():
+    result = run_cli("configs", "show", "nmes", ok=False)
+    assert "did you mean 'names'?" in result.output
+    check_hint("configs", result.output)

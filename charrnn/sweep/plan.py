@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charrnn.config import Config, did_you_mean, load_config, parse_yaml, refuse_unknown
+from charrnn.config import (
+    Config,
+    did_you_mean,
+    load_config,
+    parse_yaml,
+    refuse_unknown,
+    shipped_configs,
+    shipped_sweeps,
+)
 from charrnn.errors import CharRNNError
 from charrnn.plumbing.reading import Reading
 from charrnn.plumbing.terminal import shown
@@ -72,13 +80,29 @@ def survivors(entered: int, keep: float) -> int:
     return max(1, math.floor(entered * keep + 1e-9))
 
 
+def sweep_path(given: str | Path) -> Path:
+    """A sweep file: an existing path, else a shipped sweep named as `charrnn configs` lists it
+    (sweeps/names), by its name alone (names), or by its path in the repository
+    (configs/sweeps/names.yaml), which a wheel keeps inside the package."""
+    path = Path(given)
+    if path.exists():
+        return path
+    shipped = shipped_sweeps()
+    if path.suffix in ("", ".yaml", ".yml") and path.stem in shipped and \
+            path.parent.parts in ((), ("sweeps",), ("configs", "sweeps")):
+        return shipped[path.stem]
+    return path
+
+
 def load_sweep(path: str | Path) -> SweepPlan:
-    """Read and validate a sweep file; every trial's config is built and checked here."""
-    path = Path(path)
+    """Read and validate a sweep file (a path, or a shipped sweep: see sweep_path); every
+    trial's config is built and checked here."""
+    path = sweep_path(path)
     where = str(path)
     try:
         reading = Reading(path, "sweep file", MAX_SWEEP_BYTES, "give a sweep YAML",
-                          "give the path of a sweep YAML (see configs/sweeps/names.yaml)")
+                          "give the path of a sweep YAML or a shipped sweep's name "
+                          "(`charrnn configs` lists them)")
         text = b"".join(reading.chunks()).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise CharRNNError(f"sweep file {path} cannot be read ({error}); give a readable "
@@ -93,11 +117,13 @@ def load_sweep(path: str | Path) -> SweepPlan:
     base = document.get("base")
     if not isinstance(base, str) or not base.strip():
         raise CharRNNError(f"{where}: 'base' is missing; name the config every trial starts "
-                           f"from, e.g. base: configs/names.yaml (relative to the sweep file)")
+                           f"from: a shipped one (base: names; `charrnn configs` lists them) or "
+                           f"a file relative to the sweep file (base: my-config.yaml)")
     base_path = Path(base) if Path(base).is_absolute() else here / base
-    if not base_path.exists() and Path(base).suffix not in (".yaml", ".yml") and \
-            len(Path(base).parts) == 1:
-        base_path = Path(base)  # a shipped config's name, e.g. base: names
+    shipped = shipped_configs()
+    if not base_path.exists() and len(Path(base).parts) == 1 and \
+            Path(base).suffix in ("", ".yaml", ".yml") and Path(base).stem in shipped:
+        base_path = shipped[Path(base).stem]  # a shipped config: base: names or names.yaml
     base_config = load_config(base_path)
     valid = _valid_keys(base_config)
 
