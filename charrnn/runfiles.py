@@ -136,13 +136,14 @@ def _config_difference(held: Config, now: Config, sections=None, keys=(),
 
 def _text_difference(meta: dict, other: dict | None, config: Config | None = None) -> str | None:
     """How the text a checkpoint was trained on differs from another checkpoint's, or from the
-    corpus a new run would read (read only when it is a regular file)."""
+    corpus a new run would read (read only when it is a file or a folder of them)."""
     from charrnn.corpus import fingerprint_difference, load_corpus
 
     held = meta.get("corpus")
     if other is not None:
         now = other.get("corpus")
-    elif held is None or not Path(config.data.corpus).is_file():
+    elif held is None or not (Path(config.data.corpus).is_file()
+                              or Path(config.data.corpus).is_dir()):
         return None  # an older checkpoint, or a pipe that can be read only once: the config
     else:
         data = config.data

@@ -89,7 +89,7 @@ def corpus_here(saved: Checkpoint) -> str:
         found = training_corpus(saved.config, saved.meta)
     except CharRNNError:
         return "not found from this folder (give it to eval --corpus, train --corpus)"
-    if not Path(found).is_file():
+    if not (Path(found).is_file() or Path(found).is_dir()):  # a pipe is never opened
         return f"found at {found}, which is no regular file: not read"
     if saved.corpus_fingerprint is None:
         return f"found at {found} (this checkpoint has no fingerprint to compare)"
