@@ -52,9 +52,11 @@ def _start_worker(driver: int) -> None:
 def _end_with_parent(parent: int) -> None:
     """End this process when its parent (the sweep driver) dies, even by SIGKILL, which no
     handler of the driver's sees: on Linux the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG);
-    everywhere a daemon thread checks every PARENT_POLL_SECONDS whether the parent changed.
-    Without it, a killed driver's workers waited for ever on their task pipe, and kept the
-    resource tracker alive with them. parent: the driver's pid, as the driver saw it."""
+    everywhere a daemon thread waits on multiprocessing's parent sentinel (a pipe or handle
+    that closes when the parent ends), or, without one, checks every PARENT_POLL_SECONDS
+    whether the parent changed. Without it, a killed driver's workers waited for ever on their
+    task pipe, and kept the resource tracker alive with them. parent: the driver's pid, as the
+    driver saw it."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             import ctypes
@@ -63,8 +65,12 @@ def _end_with_parent(parent: int) -> None:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_SECONDS)
+        process = multiprocessing.parent_process()
+        if process is not None:
+            process.join()  # returns once the parent's sentinel closes: it has ended
+        else:
+            while os.getppid() == parent:
+                time.sleep(PARENT_POLL_SECONDS)
         os._exit(1)
 
     if os.getppid() != parent:  # the driver died before the kernel was asked to watch it
