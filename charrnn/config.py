@@ -450,7 +450,11 @@ def config_path(name_or_path: str | Path | None) -> Path:
     """A config file: an existing path, else a shipped config's name (names, shakespeare, ...)."""
     name_or_path = DEFAULT_CONFIG if name_or_path is None else name_or_path
     path = Path(name_or_path)
-    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+    try:  # a name too long for the file system is no file: its reader says so in one line
+        there = path.exists()
+    except (OSError, ValueError):
+        there = False
+    if there or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
         return path
     shipped = shipped_configs()
     if str(name_or_path) in shipped:

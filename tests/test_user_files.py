@@ -637,3 +637,17 @@ def test_more_steps_on_a_finished_run_points_to_resume_and_the_hint_works(tmp_pa
     run_cli(*hint[1:])
     from charrnn.checkpoint import load_checkpoint
     assert load_checkpoint(out).step == 10
+
+
+@pytest.mark.parametrize("document", [
+    "base: base.yaml\nset: {data.corpus: LONG}\ngrid: {training.seed: [1]}\n",
+    "base: LONG\ngrid: {training.seed: [1]}\n",
+    "base: " + "y" * 300 + ".yaml\ngrid: {training.seed: [1]}\n",
+    "base: base.yaml\ngrid: {training.seed: [1]}\nhalving: {rungs: [LONG]}\n",
+    "base: base.yaml\ngrid: {training.seed: [1]}\nrandom: {LONG: 1}\n"])
+def test_sweep_paths_and_keys_quoted_in_errors_are_shortened(tmp_path, document):
+    write_sweep(tmp_path)
+    path = tmp_path / "long.yaml"
+    path.write_text(document.replace("LONG", "y" * 100_000))
+    line = error_line(run_cli("sweep", path, "--dry-run", ok=False))
+    assert len(line) < 600, line[:200]

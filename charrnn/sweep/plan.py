@@ -27,6 +27,7 @@ from charrnn.config import (
     shipped_sweeps,
 )
 from charrnn.errors import CharRNNError
+from charrnn.plumbing.paths import status
 from charrnn.plumbing.reading import Reading
 from charrnn.plumbing.terminal import shown
 
@@ -35,6 +36,7 @@ HALVING_KEYS = ("rungs", "keep")
 RANDOM_KEYS = ("trials", "seed")
 DEFAULT_KEEP = 0.5
 MAX_SWEEP_BYTES = 1 << 20  # a sweep file is a page of YAML; a larger one is not one
+MAX_PATH_CHARS = 4096  # PATH_MAX: a longer base is no file name
 MAX_TRIALS = 10_000  # trials a sweep may hold: counted from the lists, before any is built
 # keys the sweep itself decides: every trial writes DIR/trials/NAME.npz
 RESERVED_KEYS = {"training.out": "the sweep writes each trial to DIR/trials/NAME.npz (--out DIR)",
@@ -119,9 +121,12 @@ def load_sweep(path: str | Path) -> SweepPlan:
         raise CharRNNError(f"{where}: 'base' is missing; name the config every trial starts "
                            f"from: a shipped one (base: names; `charrnn configs` lists them) or "
                            f"a file relative to the sweep file (base: my-config.yaml)")
+    if len(base) > MAX_PATH_CHARS or "\0" in base:
+        raise CharRNNError(f"{where}: base {shown(base)} is no config path ({len(base):,} "
+                           f"characters); name a shipped config or a YAML file")
     base_path = Path(base) if Path(base).is_absolute() else here / base
     shipped = shipped_configs()
-    if not base_path.exists() and len(Path(base).parts) == 1 and \
+    if status(base_path) is None and len(Path(base).parts) == 1 and \
             Path(base).suffix in ("", ".yaml", ".yml") and Path(base).stem in shipped:
         base_path = shipped[Path(base).stem]  # a shipped config: base: names or names.yaml
     base_config = load_config(base_path)
@@ -324,8 +329,9 @@ def _check_trial(config: Config, name: str, values: dict, rungs, where: str,
     what = f"{where}: trial {name} ({_describe(values)})"
     training = config.training
     if not os.path.isfile(config.data.corpus):
-        raise CharRNNError(f"{what}: corpus {config.data.corpus} not found; set data.corpus in "
-                           f"the sweep file (relative to it) or in the base config {base}")
+        raise CharRNNError(f"{what}: corpus {shown(config.data.corpus)} not found; set "
+                           f"data.corpus in the sweep file (relative to it) or in the base "
+                           f"config {base}")
     try:
         codecs.lookup(config.data.encoding)
     except LookupError:
