@@ -24,9 +24,9 @@ How the held-out loss is counted, as charrnn counts it (charrnn/corpus.py, charr
 
 The recipe is one rule of the corpus's size, mode and budget (see recipe()): embedding in, one
 layer for running text under 30 minutes and two otherwise, dropout before the output layer (and
-between layers), Adam with a cosine decay over the budget to a
-tenth, gradient norm clipped at 5; lines mode trains on random batches of padded lines, stream
-mode on contiguous windows with the state carried between them (truncated BPTT).
+between layers), Adam with a cosine decay over the budget to a tenth, gradient norm clipped at
+5; lines mode trains on random batches of padded lines, stream mode on contiguous windows with
+the state carried between them (truncated BPTT).
 """
 
 from __future__ import annotations
