@@ -190,11 +190,11 @@ def evaluate_corpus_split(saved, which: str = "val") -> dict:
         raise CharRNNError(f"the corpus {data.corpus} changed since this checkpoint was trained "
                            f"({changed}), so its {which} split is no longer the one training "
                            f"held out; restore the corpus, or evaluate on a file: charrnn eval "
-                           f"--checkpoint CHECKPOINT TEXTFILE")
+                           f"--checkpoint CHECKPOINT --text TEXTFILE")
     split = corpus.val if which == "val" else corpus.train
     if split is None:
         raise CharRNNError(f"the checkpoint's corpus {data.corpus} has no validation split "
-                           f"(data.val_fraction is {data.val_fraction}); pass a TEXTFILE")
+                           f"(data.val_fraction is {data.val_fraction}); pass --text TEXTFILE")
     total, count = score_split(saved.model, split, data.mode)
     return {**_summary(total, count, f"the {which} split"), "out_of_vocabulary": 0,
             "unknown_characters": [], "split": which, "corpus": str(data.corpus)}

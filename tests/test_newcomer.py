@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 
@@ -168,13 +169,25 @@ def test_every_option_a_message_names_exists_in_some_command():
     from conftest import REPO
 
     known = set().union(*(_options(_command(name)) for name in _command_names())) | {
-        "--version", "--nthreads"}  # --nthreads: `dask worker`'s, in the sweep's instructions
+        "--version"}
+    other_programs = re.compile(r"dask worker|benchmarks/\w+\.py")  # their options are theirs
     missing = []
     for path in sorted((REPO / "charrnn").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                missing += [(path.name, option) for option in OPTION.findall(node.value)
-                            if option not in known]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parts = {id(value) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
+                 for value in node.values}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.JoinedStr):  # an f-string, read whole: {} for each field
+                text = "".join(value.value if isinstance(value, ast.Constant) else "{}"
+                               for value in node.values)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    id(node) not in parts:
+                text = node.value
+            else:
+                continue
+            missing += [(path.name, option)
+                        for option in OPTION.findall(other_programs.split(text)[0])
+                        if option not in known]
     assert not missing, sorted(set(missing))
 
 
@@ -426,3 +439,74 @@ def test_configs_show_of_an_unknown_name_suggests_one_that_exists():
     result = run_cli("configs", "show", "nmes", ok=False)
     assert "did you mean 'names'?" in result.output
     check_hint("configs", result.output)
+
+
+# --- 4. help that teaches; inputs named alike -------------------------------------------------
+
+def _help(*path) -> str:
+    return run_cli(*path, "--help").stdout
+
+
+def _all_commands():
+    from charrnn.cli import main
+
+    found = []
+    for name, command in sorted(main.commands.items()):
+        found.append(((name,), command))
+        for sub, inner in sorted(getattr(command, "commands", {}).items()):
+            found.append(((name, sub), inner))
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _all_commands()], ids=" ".join)
+def test_every_help_ends_with_examples_that_use_real_options(path):
+    text = _help(*path)
+    head, _, tail = text.partition("\n  Examples:\n")
+    assert tail, f"charrnn {' '.join(path)} --help has no examples"
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    assert 2 <= len(lines) <= 3, lines
+    for line in lines:
+        assert line.startswith(f"charrnn {path[0]}"), line
+        check_hint(path[0] if len(path) == 1 else path[0], line.partition("#")[0])
+    assert "the default config's training.out" not in text
+    assert "9223372036854775807" not in text  # --seed shows INTEGER
+
+
+PATH_OPTIONS = {"--checkpoint", "--corpus", "--val", "--out", "--output", "--text",
+                "--prime-file", "--plot", "--resume", "--init-from", "--config", "--compare"}
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _all_commands()], ids=" ".join)
+def test_metavars_say_what_an_option_takes(path):
+    command = dict(_all_commands())[path]
+    ctx = command.make_context("charrnn", [], resilient_parsing=True)
+    for param in command.params:
+        if not isinstance(param, click.Option):
+            continue
+        metavar = param.make_metavar(ctx)
+        vague = ("PATH", "DIRECTORY", "INTEGER RANGE", "FLOAT RANGE") + (
+            () if "--prime" in param.opts else ("TEXT",))  # --prime's value is text
+        assert metavar not in vague, (path, param.opts, metavar)
+        if set(param.opts) & PATH_OPTIONS and not param.is_flag:
+            assert metavar in ("FILE", "DIR", "FILE|DIR", "NAME|FILE"), (path, param.opts)
+
+
+def test_commands_that_read_a_model_take_checkpoint_and_a_text_take_text():
+    from charrnn.cli import main
+
+    for name in ("sample", "eval", "info", "gradflow", "viz", "export", "gradcheck"):
+        assert "--checkpoint" in _options(main.commands[name]), name
+    for name in ("eval", "viz", "gradflow"):
+        assert "--text" in _options(main.commands[name]), name
+    assert "[default: checkpoints/names.npz]" in _help("sample")
+
+
+def test_old_positional_spellings_still_work(names_model, tmp_path):
+    assert run_cli("info", names_model).stdout == run_cli("info", "--checkpoint",
+                                                          names_model).stdout
+    text = tmp_path / "more.txt"
+    text.write_text("emma\nolivia\n", encoding="utf-8")
+    assert run_cli("eval", "--checkpoint", names_model, text).stdout == run_cli(
+        "eval", "--checkpoint", names_model, "--text", text).stdout
+    twice = run_cli("info", names_model, "--checkpoint", tmp_path / "other.npz", ok=False)
+    assert twice.exit_code == 2 and "give one" in twice.output

@@ -14,8 +14,22 @@ from charrnn.config import DEFAULT_CONFIG, MAX_SEED, load_config
 from charrnn.errors import CharRNNError, Interrupted
 from charrnn.plumbing.terminal import printable
 
-# --seed means the same in every command: what training.seed accepts
-SEED = click.IntRange(0, MAX_SEED)
+
+class Seed(click.ParamType):
+    """--seed means the same in every command: what training.seed accepts, a whole number from
+    0 to 2**63 - 1, shown in help as INTEGER (not as its range)."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        value = click.INT.convert(value, param, ctx)
+        if not 0 <= value <= MAX_SEED:
+            self.fail(f"{value} is not a seed: give a whole number from 0 to {MAX_SEED}",
+                      param, ctx)
+        return value
+
+
+SEED = Seed()
 
 
 def _terminated(signum, frame):
@@ -70,6 +84,28 @@ def default_checkpoint() -> Path:
         return Path(load_config(DEFAULT_CONFIG).training.out)
     except CharRNNError:
         return Path("checkpoints/names.npz")
+
+
+def checkpoint_option(what: str):
+    """--checkpoint FILE, the same in every command that reads a model; its help shows the
+    real default (the default config's training.out)."""
+    return click.option("--checkpoint", type=click.Path(dir_okay=False), metavar="FILE",
+                        help=f"{what} [default: {default_checkpoint()}]")
+
+
+def checkpoint_path(option: str | None, positional: str | None = None) -> Path:
+    """The model a command reads: --checkpoint, or the positional CHECKPOINT that an older
+    spelling gives (info, export); the default checkpoint when neither is given."""
+    if option and positional and option != positional:
+        raise click.UsageError(f"two checkpoints given, --checkpoint {option} and {positional}; "
+                               f"give one")
+    chosen = option or positional
+    return Path(chosen) if chosen else default_checkpoint()
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: its help ends with these command lines, printed as they are."""
+    return "\b\nExamples:\n" + "".join(f"  {line}\n" for line in lines)
 
 
 def command_line_text(value: str) -> str:

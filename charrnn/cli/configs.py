@@ -9,16 +9,14 @@ from pathlib import Path
 
 import click
 
-from charrnn.cli.common import friendly_errors
+from charrnn.cli.common import examples, friendly_errors
 from charrnn.config import closest, shipped_configs, shipped_sweeps
 from charrnn.errors import CharRNNError
 
-EXAMPLES = """\b
-Examples:
-  charrnn configs                              # what is shipped, one line each
-  charrnn configs show names > my.yaml         # a config to copy and edit
-  charrnn configs show sweeps/names            # a sweep file (charrnn sweep sweeps/names)
-"""
+EXAMPLES = examples(
+    "charrnn configs                              # what is shipped, one line each",
+    "charrnn configs show names > my.yaml         # a config to copy and edit",
+    "charrnn configs show sweeps/names            # a sweep file (charrnn sweep sweeps/names)")
 
 
 def shipped() -> dict[str, Path]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from charrnn.cli.common import friendly_errors
+from charrnn.cli.common import checkpoint_option, checkpoint_path, friendly_errors
 from charrnn.export import FORMATS, export_checkpoint
 
 EXAMPLES = """\b
@@ -17,16 +17,18 @@ Examples:
 
 
 @click.command(name="export", epilog=EXAMPLES)
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@checkpoint_option("the model to export (or give it as CHECKPOINT)")
+@click.argument("positional", required=False, metavar="[CHECKPOINT]",
+                type=click.Path(dir_okay=False))
 @click.option("--to", "to", required=True, type=click.Choice(list(FORMATS)),
               help="; ".join(f"{name}: {fmt.what}" for name, fmt in FORMATS.items()))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="PATH",
+@click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="the file to write (e.g. model.pt, model.onnx, model.html)")
 @friendly_errors
-def export(checkpoint, to, out):
-    """Write CHECKPOINT's model for use outside charrnn: a PyTorch state_dict, an ONNX graph,
+def export(checkpoint, positional, to, out):
+    """Write a checkpoint's model for use outside charrnn: a PyTorch state_dict, an ONNX graph,
     or a self-contained web page that samples in the browser (docs/export.md)."""
-    for path in export_checkpoint(checkpoint, to, out):
+    for path in export_checkpoint(checkpoint_path(checkpoint, positional), to, out):
         click.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 

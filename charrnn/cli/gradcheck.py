@@ -8,7 +8,7 @@ import click
 
 from charrnn.cells import CELLS
 from charrnn.checkpoint import load_checkpoint
-from charrnn.cli.common import SEED, friendly_errors
+from charrnn.cli.common import SEED, examples, friendly_errors
 from charrnn.config import load_config
 from charrnn.gradcheck import TOLERANCE, default_specs, run_gradcheck
 from charrnn.model import ModelSpec
@@ -29,10 +29,14 @@ class RegisteredCell(click.Choice):
         pass
 
 
-@click.command(name="gradcheck")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="check this config's model (cell, layers, dropout; hidden size up to 8)")
-@click.option("--checkpoint", type=click.Path(dir_okay=False),
+@click.command(name="gradcheck", epilog=examples(
+    "charrnn gradcheck                          # every cell, a few seconds",
+    "charrnn gradcheck --cell lstm --seed 3",
+    "charrnn gradcheck --checkpoint checkpoints/names.npz"))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="NAME|FILE",
+              help="check this config's model (cell, layers, dropout; hidden size up to 8): a "
+                   "shipped config's name or a YAML file")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), metavar="FILE",
               help="check the gradient at this checkpoint's weights (in float64)")
 @click.option("--cell", type=RegisteredCell(), help="check only this cell")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="random seed")

@@ -10,7 +10,13 @@ from pathlib import Path
 import click
 
 from charrnn.checkpoint import corpus_inputs, load_checkpoint
-from charrnn.cli.common import command_line_text, default_checkpoint, friendly_errors
+from charrnn.cli.common import (
+    checkpoint_option,
+    checkpoint_path,
+    command_line_text,
+    examples,
+    friendly_errors,
+)
 from charrnn.gradflow import (
     DEFAULT_LENGTH,
     analyse_checkpoints,
@@ -52,23 +58,25 @@ def _text_start(path: str, length: int) -> str:
     return "".join(pieces)
 
 
-@click.command()
-@click.option("--checkpoint", type=click.Path(dir_okay=False),
-              help="model to analyse [default: the default config's training.out]")
+@click.command(epilog=examples(
+    "charrnn gradflow                                # where the default model's gradient dies",
+    "charrnn gradflow --checkpoint checkpoints/names-lstm.npz --plot flow.png",
+    "charrnn gradflow --compare rnn.npz --compare lstm.npz --length 100"))
+@checkpoint_option("model to analyse")
 @click.option("--compare", "compared", multiple=True, type=click.Path(dir_okay=False),
               metavar="FILE", help="compare several models on the same text (repeat: "
               "--compare rnn.npz --compare lstm.npz ...): the last loss's gradient by lag, "
               "side by side; the text comes from the first")
-@click.option("--text", "text_file", type=click.Path(dir_okay=False),
+@click.option("--text", "text_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="analyse the start of this UTF-8 file [default: the checkpoint's corpus: "
                    "its longest line (lines mode) or its start]")
-@click.option("--prime", help="analyse this text")
+@click.option("--prime", metavar="TEXT", help="analyse this text")
 @click.option("--length", type=click.IntRange(min=1), default=DEFAULT_LENGTH, show_default=True,
-              help="T: characters fed in (one more is read as the last target)")
+              metavar="T", help="T: characters fed in (one more is read as the last target)")
 @click.option("--impulse", is_flag=True, help="impulse responses of h_t = w h_{t-1} + x_t for "
               "w = -0.9 and 1.1 next to the model's, instead of the gradient report")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="also draw a PNG here (needs matplotlib)")
 @friendly_errors
 def gradflow(checkpoint, compared, text_file, prime, length, impulse, as_json, plot_path):
@@ -84,7 +92,7 @@ def gradflow(checkpoint, compared, text_file, prime, length, impulse, as_json, p
     if plot_path:
         from charrnn.plots import require_matplotlib
         require_matplotlib()  # fail before the work, not after it
-    path = None if compared else Path(checkpoint) if checkpoint else default_checkpoint()
+    path = None if compared else checkpoint_path(checkpoint)
     check_outputs({"--checkpoint": path, "--text": text_file,
                    **{f"--compare #{i}": p for i, p in enumerate(compared, start=1)}},
                   {"--plot": plot_path})  # before any work: never write over an input

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from charrnn.checkpoint import Checkpoint, load_checkpoint, training_corpus
-from charrnn.cli.common import friendly_errors
+from charrnn.cli.common import checkpoint_option, checkpoint_path, examples, friendly_errors
 from charrnn.export import export_formats
 from charrnn.plumbing.terminal import printable
 
@@ -43,13 +43,18 @@ def checkpoint_info(path: Path, saved: Checkpoint) -> dict:
     }
 
 
-@click.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.command(epilog=examples(
+    "charrnn info --checkpoint checkpoints/names.npz",
+    "charrnn info checkpoints/names.best.npz --json",
+    "charrnn info                      # the default checkpoint"))
+@checkpoint_option("the checkpoint to describe (or give it as CHECKPOINT)")
+@click.argument("positional", required=False, metavar="[CHECKPOINT]",
+                type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @friendly_errors
-def info(checkpoint, as_json):
-    """What CHECKPOINT is: model, vocabulary, progress, corpus and config."""
-    path = Path(checkpoint)
+def info(checkpoint, positional, as_json):
+    """What a checkpoint is: model, vocabulary, progress, corpus and config."""
+    path = checkpoint_path(checkpoint, positional)
     facts = checkpoint_info(path, load_checkpoint(path))
     if as_json:
         click.echo(json.dumps(facts))

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import click
 
-from charrnn.cli.common import friendly_errors
+from charrnn.cli.common import examples, friendly_errors
 from charrnn.errors import CharRNNError
 from charrnn.plumbing.paths import check_outputs
 
 
-@click.command()
+@click.command(epilog=examples(
+    "charrnn plot checkpoints/names.jsonl             # writes checkpoints/names.png",
+    "charrnn plot checkpoints/names.csv --out curves.png"))
 @click.argument("log", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
               help="PNG to write [default: LOG with .png for its suffix]")
 @friendly_errors
 def plot(log, out):

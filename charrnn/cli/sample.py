@@ -11,7 +11,14 @@ import click
 import numpy as np
 
 from charrnn.checkpoint import corpus_inputs, load_checkpoint
-from charrnn.cli.common import SEED, command_line_text, default_checkpoint, friendly_errors
+from charrnn.cli.common import (
+    SEED,
+    checkpoint_option,
+    checkpoint_path,
+    command_line_text,
+    examples,
+    friendly_errors,
+)
 from charrnn.corpus import read_text
 from charrnn.names import names_summary, novel_names
 from charrnn.plumbing.paths import check_outputs
@@ -25,17 +32,15 @@ from charrnn.sample import (
     sample_names,
 )
 
-EXAMPLES = """\b
-Examples:
-  charrnn sample --checkpoint checkpoints/names.npz --num 10 --novel
-  charrnn sample --checkpoint checkpoints/shakespeare.npz --num 3 --length 300 --stop '\\n\\n'
-  charrnn sample --checkpoint checkpoints/shakespeare.npz --prime-file opening.txt --output out/
-"""
+EXAMPLES = examples(
+    "charrnn sample --checkpoint checkpoints/names.npz --num 10 --novel",
+    "charrnn sample --checkpoint checkpoints/shakespeare.npz --num 3 --length 300 --stop '\\n\\n'",
+    "charrnn sample --checkpoint checkpoints/shakespeare.npz --prime-file opening.txt "
+    "--output out/")
 
 
 @click.command(name="sample", epilog=EXAMPLES)
-@click.option("--checkpoint", type=click.Path(dir_okay=False), metavar="FILE",
-              help="model to sample [default: the default config's training.out]")
+@checkpoint_option("model to sample")
 @click.option("--num", type=click.IntRange(min=1), metavar="N",
               help="a lines-mode model: N names, one a line [default: 20]; a stream-mode "
               "model: N independent samples of --length characters [default: 1]")
@@ -87,7 +92,7 @@ def sample(checkpoint, num, length, temperature, top_k, top_p, greedy, beam, bea
         raise click.UsageError("give --prime TEXT or --prime-file FILE, not both")
     _refuse_conflicts(temperature, top_k, top_p, greedy, beam, beam_score, novel, num)
     prime = command_line_text(prime)
-    path = Path(checkpoint) if checkpoint else default_checkpoint()
+    path = checkpoint_path(checkpoint)
     directory = output is not None and Path(output).is_dir()
     if output and not directory:  # before any work: never over the checkpoint, never a device
         check_outputs({"--checkpoint": path, "--prime-file": prime_file}, {"--output": output},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from charrnn.cli.common import friendly_errors
+from charrnn.cli.common import examples, friendly_errors
 from charrnn.errors import CharRNNError
 from charrnn.plumbing.terminal import printable
 from charrnn.sweep import (
@@ -26,23 +26,27 @@ from charrnn.sweep import (
 )
 
 
-@click.command()
+@click.command(epilog=examples(
+    "charrnn sweep configs/sweeps/names.yaml --dry-run   # the shipped sweep's trials",
+    "charrnn sweep my-sweep.yaml --workers 2",
+    "charrnn sweep my-sweep.yaml --address tcp://HOST:8786   # on a Dask cluster"))
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False),
+@click.option("--out", type=click.Path(file_okay=False), metavar="DIR",
               help="results directory [default: sweeps/<sweep file stem>]")
 @click.option("--resume", is_flag=True,
               help="continue the sweep in --out, which must hold one (rerunning with the same "
                    "--out continues it too)")
-@click.option("--workers", type=click.IntRange(min=1),
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="local worker processes [default: the cores, at most one a trial]")
 @click.option("--address", metavar="tcp://HOST:PORT",
               help="run the trials on the Dask cluster whose scheduler listens here")
 @click.option("--threads-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="N",
               help="BLAS threads each trial may use")
 @click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True),
-              default=DEFAULT_CONNECT_TIMEOUT, show_default=True,
+              default=DEFAULT_CONNECT_TIMEOUT, show_default=True, metavar="SECONDS",
               help="seconds to wait for the --address scheduler and a worker")
-@click.option("--retries", type=click.IntRange(min=0), default=DEFAULT_RETRIES,
+@click.option("--retries", type=click.IntRange(min=0), default=DEFAULT_RETRIES, metavar="N",
               show_default=True, help="reruns of a trial-rung whose worker died")
 @click.option("--dry-run", is_flag=True, help="list the trials and rungs; train nothing")
 @click.option("--progress/--no-progress", default=None,

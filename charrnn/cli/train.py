@@ -11,7 +11,7 @@ import click
 
 from charrnn.checkpoint import load_checkpoint_config, load_checkpoint_records, training_corpus
 from charrnn.choose import choose
-from charrnn.cli.common import SEED, friendly_errors
+from charrnn.cli.common import SEED, default_checkpoint, examples, friendly_errors
 from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
 from charrnn.config import config_path as config_file
 from charrnn.corpus import corpus_text
@@ -23,27 +23,35 @@ from charrnn.train import INIT_FROM_MAY_CHANGE, TrainingInterrupted, run_outputs
 from charrnn.train import train as train_model
 
 
-@click.command(name="train")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help=f"YAML config [default: {DEFAULT_CONFIG}]")
-@click.option("--corpus", help="text file to train on, or a directory of text files, one "
-                                "document each (data.corpus)")
-@click.option("--val", "val_file", help="held-out text to evaluate on (data.val) instead of a "
-                                        "share of the corpus")
-@click.option("--out", help="checkpoint to write (training.out); the best is *.best.npz")
-@click.option("--steps", type=int, help="the step count the run ends at (training.steps)")
+@click.command(name="train", epilog=examples(
+    "charrnn train                                   # the shipped names config, ~15 s",
+    "charrnn train --corpus my.txt --time 10m --out checkpoints/my.npz",
+    "charrnn train --resume checkpoints/names.npz --steps 12000"))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="NAME|FILE",
+              help=f"a shipped config's name or a YAML file [default: {DEFAULT_CONFIG}]")
+@click.option("--corpus", metavar="FILE|DIR", help="text file to train on, or a directory of "
+                                                   "text files, one document each (data.corpus)")
+@click.option("--val", "val_file", metavar="FILE", help="held-out text to evaluate on "
+                                                        "(data.val) instead of a share of the "
+                                                        "corpus")
+@click.option("--out", metavar="FILE", help=f"checkpoint to write (training.out); the best is "
+                                            f"*.best.npz [default: {default_checkpoint()} with "
+                                            f"the {DEFAULT_CONFIG} config]")
+@click.option("--steps", type=int, metavar="N",
+              help="the step count the run ends at (training.steps)")
 @click.option("--time", "budget", metavar="DURATION",
               help="train for this long (90s, 10m, 1.5h; training.time_budget): steps and "
                    "schedule are planned at the measured rate. With --corpus and no --config "
                    "the model is chosen too [default there: 5m]")
 @click.option("--seed", type=SEED, help="random seed (training.seed)")
-@click.option("--resume", type=click.Path(dir_okay=False),
+@click.option("--resume", type=click.Path(dir_okay=False), metavar="FILE",
               help="continue a checkpoint's run (writes back to it unless --out is given)")
-@click.option("--init-from", type=click.Path(dir_okay=False),
+@click.option("--init-from", type=click.Path(dir_okay=False), metavar="FILE",
               help="start from a checkpoint's weights and vocabulary on a (new) corpus")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config key, e.g. --set training.lr=0.05 (repeatable)")
-@click.option("--encoding", help="corpus text encoding (data.encoding), e.g. latin-1")
+@click.option("--encoding", metavar="NAME",
+              help="corpus text encoding (data.encoding), e.g. latin-1 [default: utf-8]")
 @click.option("--mode", type=click.Choice(["lines", "stream"]),
               help="data.mode: lines (one example a line, e.g. names) or stream (running text)")
 @click.option("--threads", metavar="N|auto",

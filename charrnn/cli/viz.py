@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from charrnn.checkpoint import corpus_inputs, load_checkpoint
-from charrnn.cli.common import command_line_text, default_checkpoint, friendly_errors
+from charrnn.cli.common import (
+    checkpoint_option,
+    checkpoint_path,
+    command_line_text,
+    examples,
+    friendly_errors,
+)
 from charrnn.plumbing.terminal import printable
 from charrnn.viz import (
     DEFAULT_LENGTH,
@@ -28,19 +32,24 @@ from charrnn.viz import (
 DEFAULT_OUT = "viz.html"
 
 
-@click.command()
-@click.option("--checkpoint", type=click.Path(dir_okay=False),
-              help="model to look inside [default: the default config's training.out]")
-@click.option("--text", "text_file", type=click.Path(dir_okay=False),
+@click.command(epilog=examples(
+    "charrnn viz                                     # the default model, held-out text",
+    "charrnn viz --checkpoint checkpoints/shakespeare.npz --out shakespeare.html",
+    "charrnn viz --text letter.txt --length 3000"))
+@checkpoint_option("model to look inside")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="run the model over this file [default: held-out text of the checkpoint's "
                    "corpus: a stretch of its validation split, or held-out names]")
-@click.option("--prime", help="run the model over this text instead")
-@click.option("--length", type=int, help=f"characters to show [default: {DEFAULT_LENGTH}; at "
-              f"most {MAX_LENGTH}, to keep the page a few MB and quick in a browser]")
-@click.option("--out", default=DEFAULT_OUT, show_default=True, help="the HTML page to write")
-@click.option("--encoding", default="utf-8", show_default=True, help="--text's encoding")
+@click.option("--prime", metavar="TEXT", help="run the model over this text instead")
+@click.option("--length", type=int, metavar="N",
+              help=f"characters to show [default: {DEFAULT_LENGTH}; at most "
+                   f"{MAX_LENGTH}, to keep the page a few MB and quick in a browser]")
+@click.option("--out", default=DEFAULT_OUT, show_default=True, metavar="FILE",
+              help="the HTML page to write")
+@click.option("--encoding", default="utf-8", show_default=True, metavar="NAME",
+              help="--text's encoding")
 @click.option("--units", "listed", type=click.IntRange(min=0), default=FINDINGS,
-              show_default=True, help="units to list as worth a look")
+              show_default=True, metavar="N", help="units to list as worth a look")
 @friendly_errors
 def viz(checkpoint, text_file, prime, length, out, encoding, listed):
     """Write one self-contained HTML page of what the model does on a text: each character
@@ -48,7 +57,7 @@ def viz(checkpoint, text_file, prime, length, out, encoding, listed):
     if text_file is not None and prime is not None:
         raise click.UsageError("give --text FILE or --prime TEXT, not both")
     length = check_length(length)
-    path = Path(checkpoint) if checkpoint else default_checkpoint()
+    path = checkpoint_path(checkpoint)
     inputs = {"--checkpoint": path, "--text": text_file}
     check_output_path(out, inputs)  # before any work: never write over an input
     saved = load_checkpoint(path)
