@@ -261,6 +261,20 @@ HINTED_ERRORS = [  # (command, arguments): error paths whose message suggests so
     ("plot", ["{model}"]),
     ("plot", ["missing.jsonl"]),
     ("sweep", ["missing.yaml"]),
+    ("sweep", ["{sweeps}/bad-base.yaml", "--dry-run"]),
+    ("sweep", ["{sweeps}/bad-key.yaml", "--dry-run"]),
+    ("sweep", ["{sweeps}/bad-key.yaml", "--workers", "2", "--address", "tcp://h:1"]),
+    ("gradflow", ["--checkpoint", "{model}", "--compare", "{model}"]),
+    ("gradflow", ["--checkpoint", "{model}", "--text", "x.txt", "--prime", "ab"]),
+    ("viz", ["--checkpoint", "{model}", "--length", "999999"]),
+    ("train", ["--corpus", "{corpus}", "--time", "3q"]),
+    ("train", ["--set", "hidden_size=8"]),
+    ("train", ["--set", "model.rnn_size=8"]),
+    ("export", ["--checkpoint", "missing.npz", "--to", "html", "--out", "x.html"]),
+    ("export", ["{model}", "--to", "html", "--out", "{model}"]),
+    ("configs", ["show", "nmes"]),
+    ("eval", ["--checkpoint", "{model}"]),
+    ("eval", ["--checkpoint", "{model}", "--corpus", "x.txt", "--text", "{corpus}"]),
 ]
 
 
@@ -270,7 +284,9 @@ def test_every_hint_names_an_option_or_file_that_exists(command, arguments, name
                                                         monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     corpus = load_checkpoint(names_model).config.data.corpus
-    args = [a.format(model=names_model, corpus=corpus) for a in arguments]
+    (tmp_path / "bad-base.yaml").write_text("base: nope.yaml\ngrid: {training.lr: [0.1, 0.2]}\n")
+    (tmp_path / "bad-key.yaml").write_text("base: names\ngrid: {hidden_size: [8, 9]}\n")
+    args = [a.format(model=names_model, corpus=corpus, sweeps=tmp_path) for a in arguments]
     result = run_cli(command, *args, ok=False)
     assert result.exit_code != 0, result.output
     check_hint(command, result.output)

@@ -25,6 +25,7 @@ from charrnn.config import (
     refuse_unknown,
     shipped_configs,
     shipped_sweeps,
+    suggest_key,
 )
 from charrnn.errors import CharRNNError
 from charrnn.plumbing.paths import status
@@ -129,6 +130,10 @@ def load_sweep(path: str | Path) -> SweepPlan:
     if status(base_path) is None and len(Path(base).parts) == 1 and \
             Path(base).suffix in ("", ".yaml", ".yml") and Path(base).stem in shipped:
         base_path = shipped[Path(base).stem]  # a shipped config: base: names or names.yaml
+    if not os.path.lexists(base_path):
+        raise CharRNNError(f"{where}: base {shown(base)} not found: neither a file "
+                           f"({base_path}, relative to the sweep file) nor a shipped config: "
+                           f"{', '.join(shipped)} (`charrnn configs show NAME` prints one)")
     base_config = load_config(base_path)
     valid = _valid_keys(base_config)
 
@@ -223,12 +228,11 @@ def _valid_keys(config: Config) -> list[str]:
 
 def _check_key(key: Any, valid: list[str], where: str) -> None:
     if not isinstance(key, str) or key not in valid:
-        bare = [name.partition(".")[2] for name in valid]
-        hint = did_you_mean(str(key)[:100], valid)
-        if not hint and str(key) in bare:  # 'hidden_size' without its section
-            hint = f" (did you mean {valid[bare.index(str(key))]!r}?)"
+        meant = suggest_key(str(key)[:100])  # hidden_size, learning_rate, model.hiden_size
+        hint = (f" (did you mean {meant!r}?)" if meant in valid else
+                did_you_mean(str(key)[:100], valid))
         raise CharRNNError(f"{where}: unknown key {shown(key)}{hint}; keys are SECTION.KEY as in "
-                           f"--set, e.g. model.hidden_size")
+                           f"`charrnn train --set`, e.g. model.hidden_size")
     if key in RESERVED_KEYS:
         raise CharRNNError(f"{where}: {key} cannot be set in a sweep: {RESERVED_KEYS[key]}")
 
