@@ -122,9 +122,16 @@ def test_relative_links_lead_to_files_and_headings(document):
 
 # --- commands and options ---------------------------------------------------------------------
 
+def _params(command):
+    """A command's parameters; a group's (`charrnn configs`) with its subcommands'."""
+    yield from command.params
+    for sub in getattr(command, "commands", {}).values():
+        yield from _params(sub)
+
+
 def _options(command) -> set[str]:
     names = {"--help", "-h"}
-    for param in command.params:
+    for param in _params(command):
         names.update(getattr(param, "opts", ()))
         names.update(getattr(param, "secondary_opts", ()))
     return names
@@ -232,7 +239,10 @@ def test_commands_page_names_every_command_and_option():
             missing.append(f"no command {name}, yet a section for it")
             continue
         named = set(OPTION.findall(section))
-        for param in command.params:
+        for sub in getattr(command, "commands", {}):
+            if f"charrnn {name} {sub}" not in section:
+                missing.append(f"`charrnn {name} {sub}`")
+        for param in _params(command):
             if getattr(param, "hidden", False):
                 continue
             for option in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())):
