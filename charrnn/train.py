@@ -443,8 +443,11 @@ class _Log:
             self.report("info", f"stopped early at step {run.step} of {training.steps}: no "
                                 f"better validation loss in {training.patience} evaluations")
         elif stop == "time":
-            self.report("info", f"stopped at the {time_cap(training, self.first_step):g} s "
-                                f"time limit at step {run.step} of {training.steps}")
+            cap = time_cap(training, self.first_step)
+            what = ("time limit" if cap == training.time_limit else
+                    f"hard cap ({HARD_CAP:g} x the plan's {training.time_budget:g} s budget)")
+            self.report("info", f"stopped at the {cap:g} s {what} at step {run.step} of "
+                                f"{training.steps}")
         seconds = self.elapsed()
         final_train = self.history[-1]["train_loss"] if self.history else None
         return TrainResult(self.out, run.step, run.best_file_loss, self.val_loss, final_train,

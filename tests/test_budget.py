@@ -187,7 +187,7 @@ def test_the_choice_is_settings_and_a_line_naming_the_budget():
 
 def test_the_model_table_grows_with_the_budget_and_guards_small_corpora():
     small, large = choose_model("lines", 300_000, 60), choose_model("lines", 300_000, 600)
-    assert large["model"]["hidden_size"] > small["model"]["hidden_size"]
+    assert large["model"]["num_layers"] > small["model"]["num_layers"]
     assert choose_model("stream", 50_000, 60)["model"]["dropout"] > \
         choose_model("stream", 500_000, 60)["model"]["dropout"]
 
