@@ -324,6 +324,10 @@ def test_output_dir_writes_one_file_a_sample(text_model, tmp_path):
     assert [f.name for f in files] == ["sample-1.txt", "sample-2.txt", "sample-3.txt"]
     assert [f.read_text(encoding="utf-8").removesuffix("\n") for f in files] == _samples(
         stdout, 3)
+    run_cli("sample", "--checkpoint", text_model, "--num", 2, "--length", 50, "--seed", 2,
+            "--output", f"{tmp_path / 'new'}/")  # a name ending in / is a directory to make
+    assert sorted(f.name for f in (tmp_path / "new").iterdir()) == ["sample-1.txt",
+                                                                    "sample-2.txt"]
 
 
 @pytest.mark.parametrize("where", [0, 30])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from charrnn.cli.common import (
     friendly_errors,
 )
 from charrnn.corpus import read_text
+from charrnn.errors import CharRNNError
 from charrnn.names import names_summary, novel_names
 from charrnn.plumbing.paths import check_outputs
 from charrnn.plumbing.terminal import printable
@@ -76,8 +78,8 @@ EXAMPLES = examples(
 @click.option("--max-length", type=click.IntRange(min=1), default=100, show_default=True,
               metavar="N", help="longest name to generate")
 @click.option("--output", type=click.Path(), metavar="FILE|DIR",
-              help="write to this file (UTF-8); an existing directory: one file a text sample, "
-              "sample-1.txt, sample-2.txt, ...")
+              help="write to this file (UTF-8); a directory (one that exists, or DIR/): one "
+              "file a text sample, sample-1.txt, sample-2.txt, ...")
 @friendly_errors
 def sample(checkpoint, num, length, temperature, top_k, top_p, greedy, beam, beam_score, prime,
            prime_file, stop, seed, novel, max_length, output):
@@ -93,7 +95,8 @@ def sample(checkpoint, num, length, temperature, top_k, top_p, greedy, beam, bea
     _refuse_conflicts(temperature, top_k, top_p, greedy, beam, beam_score, novel, num)
     prime = command_line_text(prime)
     path = checkpoint_path(checkpoint)
-    directory = output is not None and Path(output).is_dir()
+    # a directory: one file a sample (an existing one, or a name ending in a separator)
+    directory = output is not None and (Path(output).is_dir() or output.endswith(("/", os.sep)))
     if output and not directory:  # before any work: never over the checkpoint, never a device
         check_outputs({"--checkpoint": path, "--prime-file": prime_file}, {"--output": output},
                       streams=True)
@@ -151,13 +154,18 @@ def sample(checkpoint, num, length, temperature, top_k, top_p, greedy, beam, bea
                              reset_at_boundary=mode == "lines", stop=stop, **options)
                for _ in range(num))
     if directory:
+        try:
+            Path(output).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CharRNNError(f"cannot make the directory {output} ({error.strerror}); give "
+                               f"another --output") from None
         for index, chars in enumerate(samples, 1):
             target = Path(output) / f"sample-{index}.txt"
             check_outputs({"--checkpoint": path, **corpus_inputs(saved.config, saved.meta)},
                           {"--output": target})
             write_output(target, prime + "".join(chars) + "\n")
-        click.echo(f"wrote {num} sample(s) to {output}: sample-1.txt ... sample-{num}.txt",
-                   err=True)
+        click.echo(printable(f"wrote {num} sample(s) to {output}: sample-1.txt ... "
+                             f"sample-{num}.txt"), err=True)
         return
     if output:
         _write(output, "".join(_framed(samples, prime, num)))
