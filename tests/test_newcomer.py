@@ -4,6 +4,7 @@ teaches, sampling does what users do, and the library answers what the command l
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -530,3 +531,59 @@ def test_old_positional_spellings_still_work(names_model, tmp_path):
         "eval", "--checkpoint", names_model, "--text", text).stdout
     twice = run_cli("info", names_model, "--checkpoint", tmp_path / "other.npz", ok=False)
     assert twice.exit_code == 2 and "give one" in twice.output
+
+
+# --- 6. what differs on macOS and Windows -----------------------------------------------------
+
+def test_a_blas_that_threadpoolctl_cannot_set_is_said_on_the_start_line(monkeypatch):
+    import threadpoolctl
+
+    from charrnn.plumbing import threads
+
+    choice = threads.ThreadChoice(1, "auto: small matrices")
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [
+        {"user_api": "blas", "internal_api": "openblas"}])
+    assert choice.describe() == "1 BLAS thread (auto: small matrices)"
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [])  # Apple's Accelerate
+    assert "not enforced" in choice.describe() and "VECLIB_MAXIMUM_THREADS" in choice.describe()
+
+
+def test_accelerates_own_thread_setting_wins_over_auto():
+    from charrnn.plumbing.threads import choose_threads
+
+    chosen = choose_threads("auto", 64, 512, 4, environ={"VECLIB_MAXIMUM_THREADS": "3"},
+                            cores=8, load=0.0)
+    assert chosen.threads == 3 and "VECLIB_MAXIMUM_THREADS" in chosen.reason
+
+
+def test_without_proc_stat_or_a_load_average_auto_takes_one_thread(monkeypatch):
+    from charrnn.plumbing import threads
+
+    def unreadable():
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(threads, "_cpu_times", unreadable)
+    monkeypatch.delattr(threads.os, "getloadavg")
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    assert threads.busy_cores(0) == 4.0
+    assert threads.choose_threads("auto", 64, 512, 4, environ={}, cores=4).threads == 1
+
+
+def test_portability_fallbacks_where_the_features_are_missing(monkeypatch, tmp_path):
+    from charrnn.plumbing import portability
+
+    monkeypatch.setattr(portability, "fcntl", None)
+    monkeypatch.setattr(portability, "msvcrt", None)
+    with open(tmp_path / "lock", "w") as handle:
+        assert portability.try_lock(handle.fileno()) is None  # no lock, and no error
+    monkeypatch.delattr(portability.os, "fchmod")
+    target = tmp_path / "f"
+    target.write_text("x")
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        portability.set_mode(fd, target, 0o640)
+    finally:
+        os.close(fd)
+    assert target.stat().st_mode & 0o777 == 0o640
+    monkeypatch.delattr(portability.os, "sysconf")
+    assert portability.memory_limit() is None
