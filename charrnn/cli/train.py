@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from charrnn.cli.common import SEED, default_checkpoint, examples, friendly_erro
 from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_overrides
 from charrnn.config import config_path as config_file
 from charrnn.corpus import corpus_text
-from charrnn.plumbing.paths import check_outputs
+from charrnn.plumbing.paths import check_outputs, status
 from charrnn.plumbing.terminal import printable
 from charrnn.runfiles import check_lineage, check_run_files
 from charrnn.schedule import parse_duration
@@ -138,6 +139,9 @@ def _choose(corpus, config_path, resume, init_from, steps, seconds, mode, encodi
     charrnn.choose picks for the text and the budget, as settings, and the line saying so."""
     if corpus is None or config_path or resume or init_from or steps is not None:
         return [], None
+    found = status(corpus)
+    if found is None or not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)):
+        return [], None  # a pipe or device gives its text once, to the trainer: no choosing
     return choose(corpus_text(corpus, encoding or "utf-8"), seconds, mode)
 
 
