@@ -375,6 +375,24 @@ def test_viz_without_text_never_opens_the_fifo_a_checkpoint_was_trained_from(tmp
 
 
 @pytest.mark.slow
+def test_train_from_a_fifo_without_config_reads_it_once(tmp_path):
+    """--corpus without --config chooses a model from the text; a FIFO gives its text once, so
+    it goes to the trainer alone (choosing first left the trainer waiting for ever)."""
+    fifo = tmp_path / "corpus.fifo"
+    os.mkfifo(fifo)
+    names_corpus(tmp_path)
+    writer = subprocess.Popen(["sh", "-c", f"cat names.txt > {fifo.name}"], cwd=tmp_path)
+    done = subprocess.run(charrnn("train", "--corpus", fifo.name, "--out", "m.npz",
+                                  "--set", "training.steps=2", "--set", "data.cache=false",
+                                  "--set", "model.hidden_size=8"),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD,
+                          stdin=subprocess.DEVNULL)
+    writer.wait(timeout=HANG_GUARD)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
 def test_pool_workers_and_resource_tracker_end_when_the_driver_dies(tmp_path, kill):
