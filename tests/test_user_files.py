@@ -667,3 +667,19 @@ def test_older_checkpoints_without_the_absolute_path_still_load(elsewhere):
     os.chdir(project)
     run_cli("eval", "--checkpoint", "old.npz", "--split", "val")
     run_cli("info", "old.npz")
+
+
+def test_sweep_checkpoints_name_the_drivers_corpus_not_the_workers_copy(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from charrnn.checkpoint import load_checkpoint, training_corpus
+    from charrnn.sweep import load_sweep, run_sweep
+
+    path = write_sweep(tmp_path, "{training.lr: [0.01]}")
+    run_sweep(load_sweep(path), tmp_path / "out", lambda: ThreadPoolExecutor(1), progress=False,
+              report=lambda kind, text: None)
+    for name in ("best.npz", "trials/t000.npz"):
+        saved = load_checkpoint(tmp_path / "out" / name)
+        assert saved.meta["corpus_path"] == str(tmp_path / "names.txt")
+        assert training_corpus(saved.config, saved.meta) == str(tmp_path / "names.txt")
+

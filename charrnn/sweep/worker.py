@@ -36,8 +36,9 @@ def train_trial(name: str, config_yaml: str, steps: int, corpus_name: str, corpu
     directory; return the new checkpoint, best checkpoint and log as bytes/text with the losses.
 
     Top-level and given plain values, so any Executor can ship it. The checkpoints keep the
-    trial's own config (the driver's corpus path and DIR/trials/NAME.npz), not the worker's
-    temporary paths, so `charrnn train --resume` and `charrnn sample --novel` work on them.
+    trial's own config and corpus path (the driver's corpus and DIR/trials/NAME.npz), not the
+    worker's temporary paths, so `charrnn train --resume` and `charrnn sample --novel` work on
+    them.
     """
     from charrnn.checkpoint import load_checkpoint, save_checkpoint
     from charrnn.config import config_from_yaml_text
@@ -87,8 +88,9 @@ def train_trial(name: str, config_yaml: str, steps: int, corpus_name: str, corpu
         files = {}
         for key, path in (("checkpoint", out), ("best", best_path(out))):
             if path.exists():
-                saved = load_checkpoint(path)
-                save_checkpoint(path, dataclasses.replace(saved, config=stored))
+                saved = load_checkpoint(path)  # the driver's corpus, not the worker's copy:
+                meta = {**saved.meta, "corpus_path": stored.data.corpus}  # absolute (plan)
+                save_checkpoint(path, dataclasses.replace(saved, config=stored, meta=meta))
                 files[key] = path.read_bytes()
         if "checkpoint" not in files:
             raise RuntimeError(f"trial {name}: training wrote no checkpoint")
