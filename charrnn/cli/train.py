@@ -17,6 +17,7 @@ from charrnn.config import DEFAULT_CONFIG, load_config, parse_override, with_ove
 from charrnn.config import config_path as config_file
 from charrnn.corpus import corpus_text
 from charrnn.plumbing.paths import check_outputs, status
+from charrnn.plumbing.signals import SignalCatcher
 from charrnn.plumbing.terminal import printable
 from charrnn.runfiles import check_lineage, check_run_files
 from charrnn.schedule import parse_duration
@@ -87,8 +88,9 @@ def train(config_path, corpus, val_file, out, steps, budget, seed, resume, init_
         raise click.UsageError("--time plans the step count for the budget; give --time or "
                                "--steps, not both")
     seconds = None if budget is None else parse_duration(budget)
-    chosen, choice = _choose(corpus, config_path, resume, init_from, steps, seconds, mode,
-                             encoding)
+    with SignalCatcher():  # choosing reads the corpus: a signal stops it as it stops the trainer's
+        chosen, choice = _choose(corpus, config_path, resume, init_from, steps, seconds, mode,
+                                 encoding)
     if chosen and out is None:
         out = str(Path("checkpoints") / (Path(corpus).stem + ".npz"))
     flags = {"data.corpus": corpus, "data.val": val_file, "training.out": out or resume,
