@@ -522,7 +522,7 @@ def test_sweep_paths_and_keys_quoted_in_errors_are_shortened(tmp_path, document)
     path = tmp_path / "long.yaml"
     path.write_text(document.replace("LONG", "y" * 100_000))
     line = error_line(run_cli("sweep", path, "--dry-run", ok=False))
-    assert len(line) < 600, line[:200]
+    assert len(line) < 1500, line[:200]  # a 300-character name may be shown whole; 100,000 not
 
 
 GOOD_RECORD = {"rung": 0, "steps": 10, "val_loss": 2.5, "train_loss": 2.6, "seconds": 1.0,
