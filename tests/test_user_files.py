@@ -312,6 +312,42 @@ def test_gradflow_compare_text_reads_only_what_it_analyses(tmp_path, monkeypatch
         assert sum(map(len, read)) <= 2 * reading.CHUNK_BYTES < big.stat().st_size
 
 
+
+def test_sweep_never_writes_over_its_base_config(tmp_path):
+    """The base config is an input the sweep file names: a --out where one of the sweep's own
+    files would be it is refused before anything is written."""
+    path = write_sweep(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.replace(tmp_path / "base.yaml", out / "state.json")
+    path.write_text(path.read_text().replace("base.yaml", "out/state.json"))
+    before = hashes(out / "state.json")
+    line = error_line(run_cli("sweep", path, "--out", out, ok=False))
+    assert "the base config" in line
+    assert hashes(out / "state.json") == before and os.listdir(out) == ["state.json"]
+
+
+@pytest.mark.parametrize("command, hint", [
+    (["viz", "--length", 100], "lower --length"),
+    (["gradflow", "--length", 10], "lower --length"),
+    (["sample", "--num", 3], "lower --num or --length")])
+def test_out_of_memory_names_what_that_command_can_lower(tmp_path, monkeypatch, command, hint):
+    from charrnn import model
+
+    corpus = names_corpus(tmp_path)
+    out = tmp_path / "m.npz"
+    train_cli(corpus, out)
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(model.Model, "forward", exhausted)
+    monkeypatch.setattr(model.Model, "step", exhausted, raising=False)
+    extra = ["--out", tmp_path / "page.html"] if command[0] == "viz" else []
+    line = error_line(run_cli(*command, "--checkpoint", out, *extra, ok=False))
+    assert "out of memory" in line and hint in line and "hidden_size" not in line
+
+
 # --- 4. nothing hangs: no FIFO opened, workers end with their driver, a bad address at once ------
 def charrnn(*args) -> list[str]:
     return [sys.executable, "-m", "charrnn", *(str(arg) for arg in args)]
