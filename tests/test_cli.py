@@ -110,6 +110,7 @@ def test_eval_in_lines_mode_matches_the_trainers_validation_loss(names_model, tm
     assert result["characters"] == sum(len(n) + 1 for n in val_lines)
 
 
+@pytest.mark.slow
 def test_gradcheck_passes_and_prints_a_table():
     result = run("gradcheck")
     for name in ("l0.W_xh", "l0.W_hh", "l0.b_h", "W_hy", "b_y", "h0.l0", "c0.l0", "l1.W_xh",
@@ -124,6 +125,7 @@ def test_gradcheck_on_a_checkpoint(names_model):
     assert "all gradients agree" in run("gradcheck", "--checkpoint", names_model).output
 
 
+@pytest.mark.slow
 def test_gradcheck_fails_with_nonzero_exit_when_a_backward_is_wrong(monkeypatch):
     import charrnn.model as model
 
@@ -230,6 +232,7 @@ def test_checkpoint_whose_arrays_do_not_match_its_cell_is_refused(tmp_path, name
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.slow
 def test_every_command_works_with_gated_and_stacked_cells(cell, tmp_path, monkeypatch):
     """train (lines and stream), resume, sample, eval and gradcheck on a 2-layer model."""
     monkeypatch.chdir(tmp_path)
@@ -321,6 +324,7 @@ def test_out_that_is_a_directory_name():
     one_line_error(run("train", "--out", ".", ok=False), "is a directory, not a checkpoint")
 
 
+@pytest.mark.slow
 def test_absurd_num_is_one_line_out_of_memory(names_model):
     """In a child limited to 1 GiB of address space, so the attempt can neither take the
     host's memory nor get pytest killed where memory is overcommitted."""
@@ -339,6 +343,7 @@ def test_absurd_num_is_one_line_out_of_memory(names_model):
     assert len(errors) == 1 and "out of memory" in errors[0], child.stderr
 
 
+@pytest.mark.slow
 def test_sample_writes_utf8_even_under_the_c_locale(tmp_path):
     import os
     import subprocess

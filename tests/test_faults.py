@@ -162,6 +162,7 @@ def test_failed_write_keeps_previous_checkpoint_byte_identical(saved_run, tmp_pa
     assert load_checkpoint(tmp_path / OUT).step == 4
 
 
+@pytest.mark.slow
 def test_file_size_limit_mid_write_keeps_previous_checkpoint(saved_run, tmp_path):
     """A real failing write(2): RLIMIT_FSIZE makes the kernel refuse bytes past a size (EFBIG)."""
     limit = len(saved_run) // 2
@@ -399,6 +400,7 @@ LIMIT_CASES = [
 
 
 @pytest.mark.parametrize("settings, fragment", LIMIT_CASES)
+@pytest.mark.slow
 def test_absurd_sizes_are_refused_in_one_line_before_any_large_allocation(
         settings, fragment, text_file, tmp_path):
     config = write_config(tmp_path, text_file, "stream", steps=3)

@@ -349,6 +349,7 @@ def _central_entries(raw: bytearray):
         start = raw.find(b"PK\x01\x02", start + 4)
 
 
+@pytest.mark.slow
 def test_forged_six_gigabyte_array_fails_in_one_line_under_a_one_gigabyte_memory_limit(
         real, tmp_path):
     """Below MAX_ARRAY_BYTES, so only the check against the stored bytes stops it."""

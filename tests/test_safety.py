@@ -401,6 +401,7 @@ def run_child(*args, cwd: Path, timeout: float = 120, **kwargs) -> subprocess.Co
                           capture_output=True, timeout=timeout, **kwargs)
 
 
+@pytest.mark.slow
 def test_a_fifo_and_process_substitution_are_read_once_as_a_corpus(work):
     os.mkfifo(work / "fifo")
     writer = threading.Thread(target=lambda: Path("fifo").write_bytes(
@@ -418,6 +419,7 @@ def test_a_fifo_and_process_substitution_are_read_once_as_a_corpus(work):
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
 
 
+@pytest.mark.slow
 def test_dev_zero_as_a_corpus_is_an_error_after_a_bounded_read(work):
     child = run_child(*train_args("--corpus", "/dev/zero", "--out", "z.npz"), cwd=work,
                       preexec_fn=limited(address_space=1 << 30))
@@ -438,6 +440,7 @@ def _wait_for(process: subprocess.Popen, wchan: str) -> None:
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_a_signal_stops_a_run_waiting_for_a_fifo_that_no_one_writes(work, signum, code):
     os.mkfifo(work / "fifo")
     process = subprocess.Popen(charrnn_command(*train_args("--corpus", "fifo")), cwd=work,
@@ -453,6 +456,7 @@ def test_a_signal_stops_a_run_waiting_for_a_fifo_that_no_one_writes(work, signum
     assert leftovers(work) == [] and not any(Path("checkpoints").iterdir())
 
 
+@pytest.mark.slow
 def test_any_command_waiting_for_a_fifo_stops_at_a_signal(trained):
     os.mkfifo(trained / "fifo")
     process = subprocess.Popen(charrnn_command("eval", "--checkpoint", OUT, "fifo"), cwd=trained,
@@ -479,6 +483,7 @@ def _wait_until_open(process: subprocess.Popen, path: Path) -> None:
         time.sleep(0.002)
 
 
+@pytest.mark.slow
 def test_sigint_while_a_corpus_is_read_decoded_or_cached_stops_at_once(work):
     """A 24 MB corpus takes a while to read, decode and cache: SIGINT at moments through it."""
     big = work / "big.txt"
@@ -521,6 +526,7 @@ BILLION_LAUGHS = "".join(
      for a, b in zip("abcdefghi", ["", *"abcdefgh"])]) + "training: {seed: *i}\n"
 
 
+@pytest.mark.slow
 def test_a_billion_laughs_config_is_refused_in_bounded_memory(work):
     assert len(BILLION_LAUGHS.encode()) < 450
     (work / "bomb.yaml").write_text(BILLION_LAUGHS)
@@ -579,6 +585,7 @@ def test_a_non_finite_optimizer_state_is_refused_and_not_blamed_on_the_learning_
     assert f"optimizer state {slot} holds NaN" in line and "lr" not in line, line
 
 
+@pytest.mark.slow
 def test_the_names_summary_reads_a_large_corpus_in_bounded_memory(trained):
     """The new/known summary needs one pass over the corpus, not the corpus in memory: a 300 MB
     corpus under a 256 MiB address-space limit."""

@@ -218,6 +218,7 @@ def test_plot_of_a_deeply_nested_line(tmp_path):
     assert not (tmp_path / "deep.png").exists()
 
 
+@pytest.mark.slow
 def test_plot_reads_a_log_once_and_refuses_a_checkpoint(tmp_path):
     pytest.importorskip("matplotlib")
     checkpoint = write_checkpoint(tmp_path)
@@ -274,6 +275,7 @@ def fifo_script(body: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(body)]
 
 
+@pytest.mark.slow
 def test_gradflow_and_the_sample_summary_never_open_a_fifo_corpus(tmp_path):
     checkpoint = write_checkpoint(tmp_path)
     corpus = tmp_path / "corpus.txt"

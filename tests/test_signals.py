@@ -96,6 +96,7 @@ def finish_and_compare(directory: Path, target: int) -> None:
         assert np.array_equal(resumed[name], whole[name]), name
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_leaves_the_old_or_new_checkpoint_never_a_partial_one(run_dir):
     rng = random.Random(9)
     saved_step, seen, lost, left_behind = 0, False, [], 0
@@ -129,6 +130,7 @@ def test_sigkill_at_random_moments_leaves_the_old_or_new_checkpoint_never_a_part
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_sigint_and_sigterm_save_the_step_reached_and_resume_continues(signum, code, run_dir):
     rng = random.Random(signum)
     for _ in range(3):
@@ -154,6 +156,7 @@ def stopped_cleanly(directory: Path, process, stderr: str, code: int, offset: in
     return step
 
 
+@pytest.mark.slow
 def test_two_quick_sigints_corrupt_nothing(run_dir):
     """Sent from outside, the second Ctrl-C may land in the save or just after it; either way
     the checkpoint is whole and holds the step reached. (The exit status when it lands after the
@@ -199,6 +202,7 @@ runpy.run_module("charrnn", run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_sigint_delivered_inside_the_save_changes_nothing(run_dir):
     process = subprocess.Popen(
         [sys.executable, "-c", SIGINT_INSIDE_EVERY_SAVE, "train", "--config", "run.yaml"],
@@ -208,6 +212,7 @@ def test_sigint_delivered_inside_the_save_changes_nothing(run_dir):
     finish_and_compare(run_dir, 6)
 
 
+@pytest.mark.slow
 def test_second_training_on_the_same_output_refuses_while_the_first_runs(run_dir):
     first = start(run_dir)
     wait_for_training(run_dir, first, 0)
@@ -239,6 +244,7 @@ runpy.run_module("charrnn", run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_sigint_while_exiting_keeps_status_130(run_dir):
     process = subprocess.Popen(
         [sys.executable, "-c", SIGINT_WHILE_EXITING, "train", "--config", "run.yaml"],
@@ -254,6 +260,7 @@ CONSOLE_SCRIPT = ("import sys; from charrnn.cli.launch import main; print('up', 
                   "sys.argv[0] = 'charrnn'; sys.exit(main())")
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_numpy_and_the_cli_load_exits_130_without_a_traceback(tmp_path):
     """Loading takes about a quarter of a second; a Ctrl-C at any moment of it ends quietly."""
     statuses = []

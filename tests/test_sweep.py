@@ -94,6 +94,7 @@ def cluster():
         yield local, client
 
 
+@pytest.mark.slow
 def test_local_pool_trains_halves_and_writes_every_file(reference):
     directory, outcome = reference
     out = directory / "out"
@@ -118,6 +119,7 @@ def test_local_pool_trains_halves_and_writes_every_file(reference):
     assert outcome.trained == 6 and outcome.reused == 0
 
 
+@pytest.mark.slow
 def test_halving_resumes_bit_for_bit(reference, tmp_path):
     """A trial trained to 10 steps, then resumed to 20 on a worker, equals one straight run."""
     directory, outcome = reference
@@ -132,6 +134,7 @@ def test_halving_resumes_bit_for_bit(reference, tmp_path):
     assert [json.loads(line)["step"] for line in log] == [10, 20]
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_work_and_refuses_another_sweep(reference, tmp_path):
     directory, _ = reference
     out = tmp_path / "out"
@@ -151,6 +154,7 @@ def test_rerun_skips_finished_work_and_refuses_another_sweep(reference, tmp_path
         run_sweep(plan, tmp_path / "empty", no_executor, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_a_commit_cut_short_by_a_killed_driver_is_finished_or_undone(reference, tmp_path):
     """A driver killed between writing a trial's *.new files, the state and the renames."""
     directory, _ = reference
@@ -176,6 +180,7 @@ def test_a_commit_cut_short_by_a_killed_driver_is_finished_or_undone(reference, 
     assert table(out) == table(directory / "out")
 
 
+@pytest.mark.slow
 def test_dask_cluster_gives_the_same_table(reference, cluster, tmp_path):
     directory, _ = reference
     local, _ = cluster
@@ -189,6 +194,7 @@ def test_dask_cluster_gives_the_same_table(reference, cluster, tmp_path):
     assert table(tmp_path / "out") == table(directory / "out")
 
 
+@pytest.mark.slow
 def test_a_dask_worker_killed_mid_trial_does_not_fail_the_sweep(reference, cluster, tmp_path):
     directory, _ = reference
     local, client = cluster
@@ -224,6 +230,7 @@ def test_a_dask_worker_killed_mid_trial_does_not_fail_the_sweep(reference, clust
     assert table(tmp_path / "out") == table(directory / "out")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_driver_and_a_resume_finishes_even_if_a_worker_dies(reference,
                                                                              tmp_path):
     """The CLI driver (one local worker) gets Ctrl-C after its first result: it ends its
@@ -409,6 +416,7 @@ def test_a_sweep_never_writes_over_its_inputs_or_through_a_link(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["best.npz", "trials"]  # nothing written
 
 
+@pytest.mark.slow
 def test_a_rerun_cleans_only_its_own_temporaries_and_leaves_no_lock(reference, tmp_path):
     directory, _ = reference
     out = tmp_path / "out"

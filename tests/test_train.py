@@ -309,6 +309,7 @@ def test_two_names_for_one_output_share_the_lock(tmp_path):
                 pass
 
 
+@pytest.mark.slow
 def test_logged_sigma_max_matches_the_svd_for_large_recurrent_weights():
     """Power iteration (large W_hh) gives the SVD's largest singular value, warm or cold."""
     from charrnn.train import largest_singular_value

@@ -30,6 +30,7 @@ def names(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_start_line_and_plain_progress_lines_without_a_terminal(names, tmp_path):
     """stderr is a pipe here: one start line, then one plain line per evaluation."""
     out = tmp_path / "m.npz"
@@ -142,6 +143,7 @@ def test_the_limit_reaches_blas_during_training(names, tmp_path, monkeypatch):
     assert seen and all(pools <= {1} for pools in seen)
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_version():
     result = subprocess.run([sys.executable, "-m", "charrnn", "--version"], capture_output=True,
                             text=True, timeout=600)

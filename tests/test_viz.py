@@ -535,6 +535,7 @@ def browser_pages(tmp_path) -> dict[str, tuple[Path, V.Trace]]:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_page_runs_in_chromium_and_a_click_recolours(tmp_path):
     pages = browser_pages(tmp_path)
     for name, (path, trace) in pages.items():
@@ -559,6 +560,7 @@ def test_page_runs_in_chromium_and_a_click_recolours(tmp_path):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_screenshot_is_not_blank(tmp_path):
     image = pytest.importorskip("matplotlib.image")
     path, _ = browser_pages(tmp_path)["stream"]
