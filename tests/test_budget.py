@@ -146,6 +146,7 @@ def test_resuming_a_planned_run_never_replans_and_ends_bit_for_bit(names_file, t
         assert np.array_equal(a.params[name], b.params[name]), name
 
 
+@pytest.mark.slow  # measures this machine's step rate for real
 def test_a_measured_plan_fits_the_budget_and_says_so(names_file, tmp_path):
     lines = []
     config = tiny_config(names_file, tmp_path / "m.npz", time_budget=8.0, eval_every=20,

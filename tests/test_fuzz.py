@@ -145,6 +145,7 @@ def interesting_offsets(path: Path) -> list[int]:
     return sorted({o for o in offsets if o < size})
 
 
+@pytest.mark.slow  # hypothesis or a real timing: seconds, not milliseconds
 @fuzz(400)
 @given(data=st.data())
 def test_mutated_checkpoints_load_consistently_or_are_refused(real, scratch, data):
@@ -187,6 +188,7 @@ FORGED_KEYS = st.sampled_from(["format", "version", "config", "meta", "vocab", *
                                "opt.x"])
 
 
+@pytest.mark.slow  # hypothesis or a real timing: seconds, not milliseconds
 @fuzz(300)
 @given(key=FORGED_KEYS, array=st.none() | hnp.arrays(
     FORGED_DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)))
@@ -199,6 +201,7 @@ def test_forged_arrays_load_consistently_or_are_refused(real, scratch, key, arra
     load_or_refuse(write_members(scratch, forged))
 
 
+@pytest.mark.slow  # hypothesis or a real timing: seconds, not milliseconds
 @fuzz(200)
 @given(meta=st.dictionaries(
     st.sampled_from(["step", "optimizer_t", "rng_state", "stream_position", "best_val_loss",
@@ -300,6 +303,7 @@ SIZES = st.one_of(st.integers(-2**70, 2**70),
                   st.sampled_from([0, 1, 2**31, 2**32 + 1, 2**62, 2**63, 10**400]))
 
 
+@pytest.mark.slow  # hypothesis or a real timing: seconds, not milliseconds
 @fuzz(300)
 @given(key=st.sampled_from(["l0.W_xh", "l0.W_hh", "vocab", "meta", "state.l0.h", "opt.m.b_y"]),
        shape=st.lists(SIZES, max_size=4),
@@ -380,6 +384,7 @@ SPECIAL_TEXTS = ["nul\0byte", "crlf\r\nline\r\n", "cr\ronly", "e\u0301\u0302 com
                  "\uFEFF\u2028\u2029\x85", "\U0010FFFF\U000E0001", "\n\n\n", "x"]
 
 
+@pytest.mark.slow  # hypothesis or a real timing: seconds, not milliseconds
 @fuzz(500)
 @given(st.text(SURROGATE_FREE, min_size=1, max_size=400) | st.sampled_from(SPECIAL_TEXTS))
 def test_any_unicode_text_round_trips_through_the_vocabulary(text):
@@ -475,6 +480,7 @@ def config_or_refused(build) -> Config | None:
     return config
 
 
+@pytest.mark.slow  # hypothesis or a real timing: seconds, not milliseconds
 @fuzz(300)
 @given(MAPPINGS | perturbed_configs())
 def test_arbitrary_mappings_give_a_config_or_our_error(mapping):
@@ -483,6 +489,7 @@ def test_arbitrary_mappings_give_a_config_or_our_error(mapping):
         assert config_from_yaml_text(config.to_yaml()) == config
 
 
+@pytest.mark.slow  # hypothesis or a real timing: seconds, not milliseconds
 @fuzz(200)
 @given(MAPPINGS | perturbed_configs())
 def test_arbitrary_yaml_documents_give_a_config_or_our_error(mapping):
@@ -496,6 +503,7 @@ def test_arbitrary_yaml_text_gives_a_config_or_our_error(text):
     config_or_refused(lambda: config_from_yaml_text(text))
 
 
+@pytest.mark.slow  # hypothesis or a real timing: seconds, not milliseconds
 @fuzz(120)
 @given(perturbed_configs() | MAPPINGS)
 def test_cli_with_an_arbitrary_config_file_exits_1_or_2_without_traceback(tmp_path, mapping):
