@@ -3,8 +3,8 @@ likeliest continuation.
 
 README promise: `charrnn sample`'s `--temperature T` ("lower is more conservative"), `--top-k K`
 ("only among the K likeliest characters"), `--top-p P` ("the smallest set of likeliest
-characters whose probability reaches P (after --top-k)") and sampling itself, and `--beam K`
-("the likeliest continuation of --length characters").
+characters whose probability reaches P (after `--top-k`)") and sampling itself, and `--beam K`
+("the likeliest continuation of `--length` characters").
 
 The definitions are written out here, independently of charrnn.sample:
     temperature  p_i = exp(z_i / T) / sum_j exp(z_j / T)
