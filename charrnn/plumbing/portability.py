@@ -1,5 +1,5 @@
 """What differs between Linux, macOS and Windows, in one place: each operating-system feature the
-file guarantees use, with the nearest safe fallback where it is missing. docs/faults.md says
+file guarantees use, with the nearest safe fallback where it is missing. docs/untrusted.md says
 what is weaker there.
 
 - `O_NOFOLLOW` (no Windows): opening a name we made up ourselves refuses a symbolic link put
