@@ -1,7 +1,8 @@
 """The optimizers and the clipping modes against PyTorch's, over many steps in float64.
 
-README promise: "**Clipping** `value` (min-char-rnn's), `norm` or `none`; **optimizers** Adagrad
-(min-char-rnn's), SGD with momentum, Adam": each is the textbook rule, as `torch.optim.Adagrad`,
+README promise (docs/models.md): "Optimizers: Adagrad (min-char-rnn's), SGD with momentum, Adam"
+and "Clipping: `value` (min-char-rnn's: every entry to ±`clip`), `norm` (the global norm to
+`clip`) or `none`": each is the textbook rule, as `torch.optim.Adagrad`,
 `torch.optim.SGD(momentum=...)`, `torch.optim.Adam` and `torch.nn.utils.clip_grad_norm_` /
 `clip_grad_value_` implement it.
 

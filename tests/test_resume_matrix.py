@@ -2,10 +2,10 @@
 resumed ends with the weights, optimizer state, carried state and counters of the uninterrupted
 run, bit for bit.
 
-README promise: "A run stopped at step N and resumed to N+M gives the same weights, optimizer
-state and carried state as N+M steps uninterrupted" (and "Ctrl-C (SIGINT) or SIGTERM saves a
-checkpoint at the current step"), for every cell, stacked layers, dropout, every optimizer and
-both precisions.
+README promise: "exactly resumable"; docs/models.md: "A run stopped at step N and resumed to N+M
+gives the same weights, optimizer state and carried state as N+M steps uninterrupted", and
+docs/commands.md: "Ctrl-C or SIGTERM saves a checkpoint at the current step", for every cell,
+stacked layers, dropout, every optimizer and both precisions.
 
 The whole matrix (cell x layers x dropout x optimizer x dtype, 72 runs) is interrupted in process:
 `train()` sends its own process SIGINT or SIGTERM from the progress report of a random step, so

@@ -1,10 +1,10 @@
 """Sampling draws from the distribution its options define, and beam search on free text finds the
 likeliest continuation.
 
-README promise: `charrnn sample`'s `--temperature T` ("lower is more conservative"), `--top-k K`
-("only among the K likeliest characters"), `--top-p P` ("the smallest set of likeliest
-characters whose probability reaches P (after `--top-k`)") and sampling itself, and `--beam K`
-("the likeliest continuation of `--length` characters").
+README promise: `charrnn sample` gives free text "sampled, greedy or by beam search"; in
+docs/commands.md, `--temperature T` ("lower is more conservative"), `--top-k K` ("only among the
+K likeliest characters"), `--top-p P` ("only among the smallest set of likeliest characters whose
+probability reaches P") and `--beam K` ("the likeliest continuation of `--length` characters").
 
 The definitions are written out here, independently of charrnn.sample:
     temperature  p_i = exp(z_i / T) / sum_j exp(z_j / T)

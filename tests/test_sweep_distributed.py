@@ -1,9 +1,9 @@
 """`charrnn sweep` as a user runs it on several machines, and a driver that is SIGKILLed.
 
-README promises: "Workers need no shared filesystem: configs and corpora go out with the trials,
-checkpoints come back through the scheduler", and (docs/sweep.md) "A killed driver: rerun the
-same command (or add --resume). Finished trial-rungs are not trained again", with "The table and
-the winner are the same with 1 worker, 8 workers or a cluster".
+README promise: `charrnn sweep` runs "many configurations with successive halving, locally or on
+Dask"; docs/sweep.md: "Workers need no shared filesystem", "A killed driver: rerun the same
+command (or add `--resume`). Finished trial-rungs are not trained again", and "the results table
+is the same whether the sweep ran with 1 worker, 8 workers or on a cluster".
 
 Every process here is a real command: `dask scheduler`, two `dask worker`s and the driver
 `python -m charrnn sweep`, each started in its own temporary directory (working directory,
