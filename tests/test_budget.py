@@ -1,7 +1,12 @@
 """Training to a time budget (issue 23): durations, the plan, resuming a planned run, the choice
 made for a corpus without a config, corpora of many files, --val, and bad input. No test here
 asserts a wall-clock time: the plan's rates are injected (training.step_seconds and
-eval_seconds), so the plan, and the model, do not depend on this machine's speed."""
+eval_seconds), so the plan, and the model, do not depend on this machine's speed.
+
+README promise: charrnn is "able to take your own text and a time budget and plan the run that
+fits"; "the plan is stored in the checkpoint, so `charrnn train --resume` goes on bit for bit"
+(docs/budget.md).
+"""
 
 from __future__ import annotations
 

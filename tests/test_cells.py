@@ -1,5 +1,9 @@
 """The gated cells (LSTM, GRU) against finite differences, against themselves and against PyTorch.
 
+README promise: every cell has "a hand-written backpropagation through time that `charrnn
+gradcheck` proves against finite differences"; docs/models.md: LSTM and GRU "compare one to one
+with `torch.nn.LSTM` / `torch.nn.GRU`" (these comparisons need torch, in the test extra).
+
 Every check is in float64 on small random problems with fixed seeds. The objective is
 L = sum_t h_t . upstream_t, so that backward(upstream) is dL/d(everything).
 """

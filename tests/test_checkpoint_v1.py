@@ -1,6 +1,9 @@
 """Checkpoints of format version 1 (the first release) still load, evaluate, sample and resume
 exactly as the first release did.
 
+README promise: checkpoints are "exactly resumable"; docs/checkpoints.md, "Version 1": the first
+release's checkpoints "still load, evaluate, sample and resume exactly as before".
+
 tests/data/v1 holds small version-1 checkpoints written by the first release (commit 75bdf45)
 by tests/data/v1/make_v1.py, and what that release computed from them: the validation loss,
 a seeded sample, and each run continued from step 40 to step 80 (`*-80.npz`).

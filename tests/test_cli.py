@@ -1,4 +1,8 @@
-"""The command line: each command works end to end, and bad input gets one clear line."""
+"""The command line: each command works end to end, and bad input gets one clear line.
+
+README promise: every command of the "Commands" table works end to end, and "Bad input gets one
+line, a non-zero exit and no traceback".
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Corpus encoding: chunked decoding, the memory-mapped cache, splits and batches."""
+"""Corpus encoding: chunked decoding, the memory-mapped cache, splits and batches.
+
+README promise: "a list of short lines (names, words, titles) trains one example a line, anything
+else as one stream", and "A folder works too" (docs/models.md: decoding in 4 MB chunks, the
+memory-mapped cache, the splits).
+"""
 
 from __future__ import annotations
 

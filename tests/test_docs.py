@@ -1,5 +1,8 @@
 """The documents stay short, their links lead somewhere, and the commands they show exist.
 
+README promise: "Every command's `--help` ends with examples", docs/commands.md has them all, every
+link of README.md and docs/*.md leads somewhere, and every command and option they show exists.
+
 - every docs/*.md page is under 15 KB (docs/benchmarks.md under 20 KB): one topic a page, short
   enough to read at once;
 - every relative link and image in README.md and docs/*.md points to a file that exists, and a

@@ -1,5 +1,10 @@
 """Evaluation of a text with many characters outside the vocabulary scores every run of known
-characters in one batch, with exactly the sums of scoring each run on its own."""
+characters in one batch, with exactly the sums of scoring each run on its own.
+
+README promise: `charrnn eval` gives "nats/char, bits/char and perplexity of a checkpoint on a
+text"; docs/commands.md: characters outside the vocabulary are counted and reported, never dropped
+silently.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
 """Faults a long run meets: exact resume, failed writes, diverging numbers, odd corpora, limits.
 
+README promise: "exactly resumable", and "Bad input gets one line, a non-zero exit and no
+traceback; nothing of yours is replaced" (docs/faults.md: a failed write leaves the previous file
+byte-identical; docs/commands.md: a non-finite loss "stops the run without overwriting the last
+good checkpoint").
+
 Every test builds its own small corpus and config, runs the real trainer (in process through
 click's CliRunner, or as a subprocess where a resource limit is needed), and checks what the user
 would see: the exit code, the one `Error:` line, and the files left on disk.

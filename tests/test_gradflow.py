@@ -1,7 +1,11 @@
 """Gradient flow: per-loss backward against one backward per loss, finite differences and the
 trainer, for every cell and a stack; decay rates on orthogonal recurrences; the LSTM's cell-state
 path; impulse responses (exact against central differences); and `charrnn gradflow`, including
---compare."""
+--compare.
+
+README promise: `charrnn gradflow` shows "how the gradient shrinks or grows as it travels back in
+time" (docs/gradflow.md: its dW_xh components sum to the trainer's).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """batch_size 1 reproduces Karpathy's min-char-rnn: same chunks, loss, clipping and Adagrad.
 
+README promise: the `min-char-rnn` config, "Karpathy's exact settings", "reproduces it step by
+step".
+
 The reference below is written from min-char-rnn's published algorithm (column vectors, one-hot
 inputs, a Python loop over time, np.clip to [-5, 5], Adagrad with eps 1e-8), independently of
 charrnn's code, and both start from the same weights.

@@ -1,4 +1,8 @@
-"""Every backward against float64 centred finite differences, layer by layer and whole."""
+"""Every backward against float64 centred finite differences, layer by layer and whole.
+
+README promise: each cell has "a hand-written backpropagation through time that `charrnn gradcheck`
+proves against finite differences".
+"""
 
 from __future__ import annotations
 

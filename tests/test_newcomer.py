@@ -1,5 +1,9 @@
 """What a newcomer meets (issue 19): numbers shown twice agree, hints name what exists, help
-teaches, sampling does what users do, and the library answers what the command line prints."""
+teaches, sampling does what users do, and the library answers what the command line prints.
+
+README promise: "Bad input gets one line, a non-zero exit and no traceback", with a hint that names
+what exists, and what `info`, `train` and `viz` show of one checkpoint agrees.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Pictures: `charrnn plot` and `charrnn gradflow --plot` write PNGs with matplotlib for every cell,
 with legends that hide no curve, and say in one line how to install it without; reading the
-trainer's JSONL and CSV metrics logs."""
+trainer's JSONL and CSV metrics logs.
+
+README promise: `charrnn plot` draws "loss and gradient-norm curves from a training log" (and
+`gradflow --plot` its picture), with matplotlib from the `[plot]` extra.
+"""
 
 from __future__ import annotations
 

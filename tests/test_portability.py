@@ -1,7 +1,11 @@
 """Windows lacks `resource`, `fcntl`, os.O_NOFOLLOW and os.fchmod (issue 19, point 6): the
 package must import and its main job (train, sample, eval, sweep) must run without them. Each
 command runs in a subprocess whose interpreters (the sweep's spawned workers too) start with
-them made unavailable by a sitecustomize module."""
+them made unavailable by a sitecustomize module.
+
+README promise: "Both work on a fresh clone with Python >= 3.10 and pip": the package and its main
+job run where `resource` and `fcntl` are missing (Windows).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Nothing lost, nothing hangs (issue 9): outputs never destroy inputs, every read is bounded,
 every edge is our one-line error.
 
+README promise: "Bad input gets one line, a non-zero exit and no traceback; nothing of yours is
+replaced" (docs/faults.md: atomic writes, never over an input or a file that is not a regular file,
+bounded reads, and a signal ends a command blocked on input).
+
 Each test runs the real `charrnn` command (click's CliRunner in process; a subprocess where a
 signal, a FIFO, a device or a memory limit is involved) and takes the SHA-256 of every file it
 protects before and after.

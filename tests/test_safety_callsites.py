@@ -1,7 +1,11 @@
 """Issue 9 at the call sites of gradflow, plot, viz and sample's corpus summary: through the real
 CLI, never a write over an input or a non-regular file, one atomic writer for every picture and
 page (a failed write leaves the previous file byte-identical), bounded reads, and no input that
-gives a traceback. Protected files are compared by SHA-256 before and after."""
+gives a traceback. Protected files are compared by SHA-256 before and after.
+
+README promise: "nothing of yours is replaced" (docs/faults.md) holds in gradflow, plot, viz and
+sample, not only in train.
+"""
 
 from __future__ import annotations
 

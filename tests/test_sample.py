@@ -1,5 +1,10 @@
 """Sampling options: beam search, nucleus (top-p) sampling, --novel, the names summary's
-train/val/new counts, conflicting options, and the --prime hint."""
+train/val/new counts, conflicting options, and the --prime hint.
+
+README promise: `charrnn sample` gives "names (one a line) or free text from a checkpoint: sampled,
+greedy or by beam search" (docs/commands.md: --beam, --top-p, --novel, the names summary,
+conflicting options).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Real signals sent to real training processes: SIGKILL at random moments, SIGINT and SIGTERM,
 a second Ctrl-C during the save, and two runs racing for one output.
 
+README promise: "exactly resumable"; docs/commands.md: "Ctrl-C or SIGTERM saves a checkpoint at the
+current step, prints how to resume and exits 130 / 143", and "Two runs writing the same `--out` at
+once are refused"; docs/faults.md: kill -9 loses at most the steps since the last save.
+
 Each run is `python -m charrnn.cli train` on a small corpus, saving every step and logging every
 step (eval_every 1, no validation split), so the log's last line is the step the process reached
 and the checkpoint can be compared with it. Kill moments come from a seeded generator.

@@ -1,5 +1,9 @@
 """`charrnn sweep` on the real engines: a spawn process pool and a Dask LocalCluster.
 
+README promise: `charrnn sweep`: "many configurations with successive halving, locally or on Dask";
+docs/sweep.md: "the results table is the same whether the sweep ran with 1 worker, 8 workers or on
+a cluster", and a worker that dies does not fail the sweep.
+
 One tiny sweep (4 trials, rungs at 10 and 20 steps, hidden 16 and 32, on every 4th shipped name)
 is trained once through the local pool as the reference; every other way of running it (a Dask
 cluster, a worker killed mid-trial, a driver interrupted and resumed, a local worker killed) must

@@ -1,4 +1,8 @@
-"""The trainer: it learns, it is reproducible, and a resumed run continues bit for bit."""
+"""The trainer: it learns, it is reproducible, and a resumed run continues bit for bit.
+
+README promise: "checkpointed, exactly resumable"; docs/models.md: "The same config and seed give
+bit-identical checkpoints."
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Speed work must not change results: a fixed seed's float64 trajectory matches the one stored
 from the first implementation (commit d0c0b39, before any optimisation), step by step.
 
+README promise: the same command gives the same model (docs/models.md: "The same config and seed
+give bit-identical checkpoints"), through every speed change since the first implementation.
+
 The stored file was written by running the loop below with that commit's charrnn on sys.path.
 """
 

@@ -1,6 +1,11 @@
 """What a user sees: the start line, progress without a terminal, the time-limit message, the
 mode warning, `charrnn info`, --mode, --threads, --init-from's model settings, and the thread
-policy's decision (not its speed)."""
+policy's decision (not its speed).
+
+README promise: "The start line says what it chose and planned" (docs/commands.md: "one line saying
+what it does", off a terminal "one plain line per evaluation"), the thread rule, `charrnn info`,
+and `python -m charrnn`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Issue 18: nothing of the user's is replaced, nothing hangs, nothing lies.
 
+README promise: "nothing of yours is replaced" (docs/faults.md), nothing hangs.
+
 Every test goes through the real command line (in-process with click's runner, or a subprocess
 where a signal, a FIFO or a scheduler is involved) and, where a file of the user's is at stake,
 compares its SHA-256 before and after.

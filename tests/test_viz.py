@@ -1,5 +1,9 @@
 """charrnn viz: the unit finder, the page (self-contained, escaped, bounded), the model's trace
-against `charrnn eval` and `charrnn sample --greedy`, the command's errors, and a real browser."""
+against `charrnn eval` and `charrnn sample --greedy`, the command's errors, and a real browser.
+
+README promise: `charrnn viz` writes "one self-contained HTML page of what every character and unit
+does" (docs/viz.md), and it runs in a real browser.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """The worked example a teacher runs cell by cell (docs/bptt_walkthrough.py) runs here, so it
-cannot rot; and the traps it steers around stay closed."""
+cannot rot; and the traps it steers around stay closed.
+
+README promise: the Python use the README shows (docs/python.md: "a worked example a teacher can
+run" cell by cell, docs/bptt_walkthrough.py, and `Trainer`).
+"""
 
 from __future__ import annotations
 

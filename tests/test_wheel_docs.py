@@ -2,6 +2,9 @@
 install it into a fresh virtual environment, and run every shell block of README.md and
 docs/*.md in one empty directory, in the order a reader meets them (README first).
 
+README promise: "Installed from a wheel it works from any folder", and every shell block of
+README.md and docs/*.md runs as shown.
+
 Which blocks run, read from the files at run time:
 - a fenced block whose info string is bash, sh, shell or console (an untagged block is a
   synopsis, not a command);
