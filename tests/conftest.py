@@ -76,3 +76,23 @@ def run_cli(*args, ok: bool = True):
     if ok:
         assert result.exit_code == 0, result.output
     return result
+
+
+def sweep_table(out: Path) -> list[dict]:
+    """A sweep's results.jsonl without the one column that measures time."""
+    import json
+
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+
+
+def finished_rungs(out: Path) -> int:
+    """Trial-rungs a sweep's state file records as finished (0 while it has none, or is being
+    replaced)."""
+    import json
+
+    try:
+        records = json.loads((out / "state.json").read_text())["records"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(map(len, records.values()))

@@ -32,7 +32,7 @@ from charrnn.config import load_config
 from charrnn.errors import CharRNNError, install_command
 from charrnn.sweep import DaskExecutors, LocalExecutors, load_sweep, run_sweep
 from charrnn.train import train
-from conftest import NAMES
+from conftest import NAMES, finished_rungs, sweep_table
 
 BASE = """\
 data: {corpus: elsewhere.txt, mode: lines, val_fraction: 0.1}
@@ -58,21 +58,6 @@ def write_sweep(directory: Path, text: str = SWEEP, base: str = BASE) -> Path:
     path = directory / "sweep.yaml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def table(out: Path) -> list[dict]:
-    """results.jsonl without the one column that measures time."""
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
-
-
-def finished(out: Path) -> int:
-    """Trial-rungs the sweep's state file records as finished."""
-    try:
-        records = json.loads((out / "state.json").read_text())["records"]
-    except (OSError, ValueError):
-        return 0
-    return sum(map(len, records.values()))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +87,7 @@ def cluster():
 def test_local_pool_trains_halves_and_writes_every_file(reference):
     directory, outcome = reference
     out = directory / "out"
-    rows = table(out)
+    rows = sweep_table(out)
     assert [(r["trial"], r["steps"], r["status"]) for r in rows] == [
         ("t000", 10, "pruned"), ("t001", 10, "pruned"),
         ("t002", 10, "promoted"), ("t002", 20, "done"),
@@ -150,7 +135,7 @@ def test_rerun_skips_finished_work_and_refuses_another_sweep(reference, tmp_path
 
     outcome = run_sweep(plan, out, no_executor, resume=True, progress=False)
     assert (outcome.trained, outcome.reused) == (0, 6)
-    assert table(out) == table(directory / "out")
+    assert sweep_table(out) == sweep_table(directory / "out")
     other = write_sweep(tmp_path / "other", SWEEP.replace("0.03]", "0.05]"))
     with pytest.raises(CharRNNError, match="different sweep"):
         run_sweep(load_sweep(other), out, no_executor, progress=False)
@@ -181,7 +166,7 @@ def test_a_commit_cut_short_by_a_killed_driver_is_finished_or_undone(reference, 
         (directory / "out" / "trials" / "t003.npz").read_bytes()
     assert outcome.trained == 2  # t002 at 10 and at 20 steps; nothing else
     assert any("t002" in line for line in warnings)
-    assert table(out) == table(directory / "out")
+    assert sweep_table(out) == sweep_table(directory / "out")
 
 
 @pytest.mark.slow
@@ -195,7 +180,7 @@ def test_dask_cluster_gives_the_same_table(reference, cluster, tmp_path):
     finally:
         executors.close()
     assert outcome.trained == 6
-    assert table(tmp_path / "out") == table(directory / "out")
+    assert sweep_table(tmp_path / "out") == sweep_table(directory / "out")
 
 
 @pytest.mark.slow
@@ -231,7 +216,7 @@ def test_a_dask_worker_killed_mid_trial_does_not_fail_the_sweep(reference, clust
         swept.set()
     killer.join(600)
     assert killed, "no worker was seen running a trial"
-    assert table(tmp_path / "out") == table(directory / "out")
+    assert sweep_table(tmp_path / "out") == sweep_table(directory / "out")
 
 
 @pytest.mark.slow
@@ -248,7 +233,7 @@ def test_ctrl_c_stops_the_driver_and_a_resume_finishes_even_if_a_worker_dies(ref
          "--out", str(out), "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 600  # a hang guard for this phase alone
-    while driver.poll() is None and finished(out) < 1:
+    while driver.poll() is None and finished_rungs(out) < 1:
         assert time.monotonic() < deadline, "the driver never finished a trial-rung"
         time.sleep(0.005)
     os.killpg(driver.pid, signal.SIGINT)  # as Ctrl-C does: the driver and its workers
@@ -256,8 +241,8 @@ def test_ctrl_c_stops_the_driver_and_a_resume_finishes_even_if_a_worker_dies(ref
     assert driver.returncode == 130, stderr
     assert "Resume with: charrnn sweep" in stderr and "--resume" in stderr
     assert "Traceback" not in stderr and "Warning" not in stderr
-    done = len(table(out))
-    assert 1 <= done < 6 and done == finished(out)
+    done = len(sweep_table(out))
+    assert 1 <= done < 6 and done == finished_rungs(out)
 
     pools = []
     local = LocalExecutors(1)
@@ -273,7 +258,7 @@ def test_ctrl_c_stops_the_driver_and_a_resume_finishes_even_if_a_worker_dies(ref
         deadline = time.monotonic() + 600  # this phase's own hang guard
         while time.monotonic() < deadline and not resumed.is_set():
             processes = list(getattr(pools[0], "_processes", {}).values()) if pools else []
-            if processes and finished(out) > done:
+            if processes and finished_rungs(out) > done:
                 os.kill(processes[0].pid, signal.SIGKILL)
                 killed.append(processes[0].pid)
                 return
@@ -288,7 +273,7 @@ def test_ctrl_c_stops_the_driver_and_a_resume_finishes_even_if_a_worker_dies(ref
     killer.join(600)
     assert killed and len(pools) == 2
     assert (outcome.reused, outcome.trained) == (done, 6 - done)
-    assert table(out) == table(directory / "out")
+    assert sweep_table(out) == sweep_table(directory / "out")
 
 
 @pytest.mark.parametrize("text, message", [

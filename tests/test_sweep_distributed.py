@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NAMES
+from conftest import NAMES, finished_rungs, sweep_table
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("distributed")
@@ -74,21 +74,6 @@ def own_env(home: Path, **extra) -> dict[str, str]:
 
 def charrnn(*args) -> list[str]:
     return [sys.executable, "-m", "charrnn", *(str(arg) for arg in args)]
-
-
-def table(out: Path) -> list[dict]:
-    """results.jsonl without the one column that measures time."""
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
-
-
-def finished(out: Path) -> int:
-    """Trial-rungs the sweep's state file records as finished."""
-    try:
-        records = json.loads((out / "state.json").read_text())["records"]
-    except (OSError, ValueError, KeyError):
-        return 0
-    return sum(map(len, records.values()))
 
 
 class Processes:
@@ -139,7 +124,7 @@ def reference(tmp_path_factory) -> list[dict]:
                           cwd=directory, env=own_env(directory), capture_output=True, text=True,
                           timeout=HANG_GUARD)
     assert done.returncode == 0, done.stderr
-    rows = table(directory / "out")
+    rows = sweep_table(directory / "out")
     assert len(rows) == TRIAL_RUNGS
     return rows
 
@@ -242,7 +227,7 @@ def test_sweep_on_workers_that_cannot_see_the_driver_gives_the_same_table(refere
     for name in ("w1", "w2"):
         refused = tmp_path / name / "refused.txt"
         assert not refused.exists(), refused.read_text()
-    assert table(driver / "out") == reference
+    assert sweep_table(driver / "out") == reference
     assert f"trained {TRIAL_RUNGS} trial-rungs" in done.stderr
 
 
@@ -292,13 +277,13 @@ def killed_and_resumed(tmp_path_factory):
             driver = processes.start(charrnn("sweep", "sweep.yaml", "--out", "out", "--workers",
                                              1, "--no-progress"),
                                      directory, own_env(directory), directory / "driver.log")
-            wait_for(lambda wanted=wanted: finished(out) >= wanted,
+            wait_for(lambda wanted=wanted: finished_rungs(out) >= wanted,
                      f"{wanted} finished trial-rungs", driver)
             pool = descendants(driver.pid)
             os.kill(driver.pid, signal.SIGKILL)
             driver.wait(timeout=HANG_GUARD)
             assert driver.returncode == -signal.SIGKILL
-            at_kill = finished(out)
+            at_kill = finished_rungs(out)
             if at_kill < TRIAL_RUNGS:
                 break
         assert at_kill < TRIAL_RUNGS, "every kill came after the sweep had finished"
@@ -315,7 +300,7 @@ def killed_and_resumed(tmp_path_factory):
 def test_a_sigkilled_driver_resumes_to_the_same_table(killed_and_resumed, reference):
     directory, at_kill, _, stderr = killed_and_resumed
     assert 1 <= at_kill < TRIAL_RUNGS
-    assert table(directory / "out") == reference
+    assert sweep_table(directory / "out") == reference
     # finished trial-rungs were not trained again
     assert f"({at_kill} already done)" in stderr, stderr
     assert not list((directory / "out").rglob("*.new")) and not list(
