@@ -57,8 +57,9 @@ class DataConfig:
     encoding: str = _spec("utf-8", doc="text encoding of the corpus")
     errors: str = _spec("strict", choices=("strict", "replace"),
                         doc="strict: refuse undecodable bytes; replace: decode them as U+FFFD")
-    cache: bool = _spec(True, doc="keep the encoded corpus beside it (.<name>.charrnn-<key>.npy) "
-                                  "and read it memory-mapped")
+    cache: bool = _spec(True, doc="keep the encoded corpus in the per-user cache folder "
+                                  "($CHARRNN_CACHE_DIR, else ~/.cache/charrnn) and read it "
+                                  "memory-mapped")
 
 
 CELL_NAMES = CELLS.keys()  # a live view of the registry: a registered cell is a valid choice
