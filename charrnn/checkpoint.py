@@ -50,7 +50,8 @@ MAX_DEFLATE_RATIO = 1032  # DEFLATE cannot expand data more than this; more is a
 TEXT_KEYS = ("format", "config", "meta")
 MAX_COUNT = 2**53  # no counter of a real run comes near; JSON keeps integers exact up to here
 
-# meta entries the trainer reads back, and what each must be; other entries load as they are (a resumed run writes a fresh meta without them)
+# meta entries the trainer reads back, and what each must be; other entries load as they are
+# (a resumed run writes a fresh meta without them)
 META_COUNTS = ("step", "optimizer_t", "evals_since_best", "chars_seen", "stream_position")
 
 
