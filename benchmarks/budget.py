@@ -14,8 +14,9 @@ benchmarks/corpora.py) and budget it runs, one after the other, in subprocesses:
   `charrnn eval --checkpoint OUT.best.npz val.txt`: held-out nats/char over every character
   (lines: each line's characters and its end; stream: every character of each run of known
   characters but its first);
-- `benchmarks/torch_baseline.py CORPUS --seconds T` (2-layer nn.GRU for lines, nn.LSTM for
-  stream), whose best-validation weights score the same characters the same way.
+- `benchmarks/torch_baseline.py CORPUS --seconds T` (a 2-layer nn.GRU for lines; for a stream
+  an nn.LSTM of one layer below 30 minutes, two from 30 minutes on: its `recipe()`), whose
+  best-validation weights score the same characters the same way.
 
 It prints one row per corpus and budget, with the wall-clock seconds charrnn took (set-up,
 measuring and the final save included) and the 1-minute load average before each run: other
